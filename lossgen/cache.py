@@ -1,0 +1,107 @@
+"""On-disk cache of rendered kernel modules, shared safely by any number of processes.
+
+A kernel's file name is a hash of its source and of the lossgen, numba and Python versions, so a
+cache never serves a kernel built for another setup; numba's own cache (cache=True) stores the
+machine code beside it, keyed by the CPU. Files are written to a temporary name and renamed into
+place, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import platform
+import sys
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import numba
+
+from . import __version__
+
+_LOADED: dict[str, ModuleType] = {}
+_LOCK = threading.Lock()
+_FALLBACK_DIR: Path | None = None
+
+
+def cache_dir() -> Path:
+    """LOSSGEN_CACHE_DIR if set, else the platform's user cache directory plus 'lossgen'."""
+    override = os.environ.get("LOSSGEN_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "lossgen"
+
+
+def source_key(source: str) -> str:
+    """Hash naming a kernel: its source plus the versions that decide what it compiles to."""
+    stamp = f"{__version__}|{numba.__version__}|{sys.version}|{platform.machine()}\n"
+    return hashlib.sha256((stamp + source).encode()).hexdigest()[:24]
+
+
+def _writable_kernel_dir() -> Path:
+    global _FALLBACK_DIR
+    directory = cache_dir() / "kernels"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".probe-{os.getpid()}-{threading.get_ident()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return directory
+    except OSError as exc:
+        if _FALLBACK_DIR is None:
+            _FALLBACK_DIR = Path(tempfile.mkdtemp(prefix="lossgen-kernels-"))
+            warnings.warn(
+                f"lossgen cache directory {directory} is not writable ({exc.strerror}); "
+                f"compiling into {_FALLBACK_DIR} for this process only. Set LOSSGEN_CACHE_DIR to fix.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return _FALLBACK_DIR
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def load_kernel_module(source: str, label: str) -> ModuleType:
+    """Import the module with this source from the cache (writing it first if needed)."""
+    key = source_key(source)
+    with _LOCK:
+        module = _LOADED.get(key)
+        if module is not None:
+            return module
+        directory = _writable_kernel_dir()
+        path = directory / f"{label}_{key}.py"
+        try:
+            current = path.read_text(encoding="utf-8") if path.exists() else None
+        except (OSError, UnicodeDecodeError):
+            current = None
+        # Rewrite only when missing or damaged: an unchanged file keeps numba's cache valid.
+        if current != source:
+            _write_atomically(path, source)
+        module_name = f"lossgen_kernels.{label}_{key}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _LOADED[key] = module
+        return module

@@ -1,0 +1,159 @@
+"""SymPy functions that lossgen adds to the formula language (sigmoid, softplus, ...).
+
+Each knows its derivative (so derivation stays in closed form) and how to rewrite itself as
+elementary functions (used by the high-precision reference, where overflow cannot happen).
+The numerically stable forms used in kernels live in :mod:`lossgen.stabilize`.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+
+class sigmoid(sp.Function):
+    """Logistic function 1 / (1 + exp(-x))."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sp.Rational(1, 2)
+        if x is sp.oo:
+            return sp.S.One
+        if x is -sp.oo:
+            return sp.S.Zero
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return 1 / (1 + sp.exp(-x))
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        if self.args[0].is_extended_real:
+            return True
+
+
+class softplus(sp.Function):
+    """log(1 + exp(x)), the smooth ReLU."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sp.log(2)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return sp.log(1 + sp.exp(x))
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        if self.args[0].is_extended_real:
+            return True
+
+
+class logsigmoid(sp.Function):
+    """log(sigmoid(x)) = -softplus(-x)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sigmoid(-self.args[0])
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return -sp.log(2)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return -sp.log(1 + sp.exp(-x))
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_negative(self):
+        if self.args[0].is_extended_real:
+            return True
+
+
+class logaddexp(sp.Function):
+    """log(exp(a) + exp(b))."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return sigmoid(a - b) if argindex == 1 else sigmoid(b - a)
+
+    def _eval_rewrite_as_exp(self, a, b, **kwargs):
+        return sp.log(sp.exp(a) + sp.exp(b))
+
+    def _eval_is_real(self):
+        if self.args[0].is_real and self.args[1].is_real:
+            return True
+
+
+class logcosh(sp.Function):
+    """log(cosh(x)), the smooth absolute value."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sp.tanh(self.args[0])
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sp.S.Zero
+        if x.could_extract_minus_sign():
+            return cls(-x)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return sp.log(sp.cosh(x))
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_nonnegative(self):
+        if self.args[0].is_real:
+            return True
+
+
+CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh)
+
+
+def to_elementary(expr: sp.Expr) -> sp.Expr:
+    """Rewrite lossgen's own functions as exp/log so that any SymPy or mpmath tool can evaluate them."""
+    return expr.replace(
+        lambda e: isinstance(e, CUSTOM_FUNCTIONS),
+        lambda e: e._eval_rewrite_as_exp(*e.args),
+    )
+
+
+def to_reference_form(expr: sp.Expr) -> sp.Expr:
+    """Elementary forms that stay exact in arbitrary precision: log(1 + exp(x)) as log1p(exp(x)).
+
+    A high-precision reference cannot overflow, but log(1 + tiny) still needs as many digits as
+    tiny is small; log1p(tiny) needs none, so the reference converges at a modest precision.
+    """
+    from sympy.codegen.cfunctions import log1p
+
+    rewrites = {
+        softplus: lambda x: log1p(sp.exp(x)),
+        logsigmoid: lambda x: -log1p(sp.exp(-x)),
+        logaddexp: lambda a, b: sp.log(sp.exp(a) + sp.exp(b)),
+        sigmoid: lambda x: 1 / (1 + sp.exp(-x)),
+        logcosh: lambda x: sp.log(sp.cosh(x)),
+    }
+    return expr.replace(lambda e: type(e) in rewrites, lambda e: rewrites[type(e)](*e.args))

@@ -1,0 +1,190 @@
+"""Lower: turn the loss, gradient and Hessian diagonal into printed kernel statements.
+
+One common-subexpression elimination runs over all outputs together, so the loss and its
+derivatives share temporaries, and a strict printer writes each term as numba-compatible Python
+(`math.*` calls that work in both @njit and CUDA device code). An expression the printer does not
+know raises CodegenError instead of printing something wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+from sympy.printing.precedence import precedence
+from sympy.printing.pycode import PythonCodePrinter
+
+from .errors import CodegenError
+from .functions import CUSTOM_FUNCTIONS
+from .stabilize import expand_for_code
+
+DTYPES = ("float32", "float64")
+
+# Functions a formula may contain once lowered; anything else is refused before printing.
+SUPPORTED_FUNCTIONS = (
+    sp.exp, sp.log, log1p, expm1, sp.Abs, sp.sign, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sinh, sp.cosh,
+    sp.erf, sp.erfc, sp.loggamma, sp.Max, sp.Min, sp.Piecewise, sp.sech,
+) + CUSTOM_FUNCTIONS
+
+
+def check_supported(expr: sp.Expr) -> str | None:
+    """Return a message naming the first function kernels cannot evaluate, or None."""
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Function) and not isinstance(node, SUPPORTED_FUNCTIONS):
+            return f"function {type(node).__name__!r} is not supported in kernels"
+        if isinstance(node, (sp.Integral, sp.Sum, sp.Product, sp.Derivative, sp.Limit)):
+            return f"{type(node).__name__} is not supported in kernels"
+    return None
+
+
+class KernelPrinter(PythonCodePrinter):
+    """Strict printer of scalar kernel code in a given float type.
+
+    Constants are typed (np.float32(0.5) in float32 kernels) so that no operation is silently
+    promoted to float64; integer powers stay integer so numba multiplies instead of calling pow.
+    """
+
+    _default_settings = dict(PythonCodePrinter._default_settings, strict=True, fully_qualified_modules=True)
+
+    def __init__(self, dtype: str):
+        super().__init__({"strict": True})
+        if dtype not in DTYPES:
+            raise CodegenError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        self.dtype = dtype
+
+    def typed(self, value: float) -> str:
+        text = repr(float(value))
+        return text if self.dtype == "float64" else f"np.float32({text})"
+
+    def _print_Integer(self, expr):
+        return self.typed(int(expr))
+
+    def _print_Rational(self, expr):
+        return self.typed(float(expr))
+
+    def _print_Float(self, expr):
+        return self.typed(float(expr))
+
+    def _print_NumberSymbol(self, expr):
+        return self.typed(float(expr))
+
+    _print_Pi = _print_Exp1 = _print_EulerGamma = _print_NumberSymbol
+
+    def _print_Infinity(self, expr):
+        return self.typed(float("inf"))
+
+    def _print_NegativeInfinity(self, expr):
+        return self.typed(float("-inf"))
+
+    def _print_BooleanTrue(self, expr):
+        return "True"
+
+    def _print_BooleanFalse(self, expr):
+        return "False"
+
+    def _print_Pow(self, expr, rational=False):
+        base, exponent = expr.as_base_exp()
+        prec = precedence(expr)
+        base_code = self.parenthesize(base, prec, strict=False)
+        if exponent == sp.Rational(1, 2):
+            return f"math.sqrt({self._print(base)})"
+        if exponent == -sp.Rational(1, 2):
+            return f"{self.typed(1)}/math.sqrt({self._print(base)})"
+        if exponent.is_Integer:
+            n = int(exponent)
+            if n == -1:
+                return f"{self.typed(1)}/{base_code}"
+            if n < 0:
+                return f"{self.typed(1)}/{base_code}**{-n}"
+            return f"{base_code}**{n}"
+        return f"{base_code}**{self.parenthesize(exponent, prec, strict=False)}"
+
+    def _print_sign(self, expr):
+        return f"np.sign({self._print(expr.args[0])})"
+
+    def _print_Abs(self, expr):
+        return f"abs({self._print(expr.args[0])})"
+
+    def _print_loggamma(self, expr):
+        return f"math.lgamma({self._print(expr.args[0])})"
+
+    def _print_log1p(self, expr):
+        return f"math.log1p({self._print(expr.args[0])})"
+
+    def _print_expm1(self, expr):
+        return f"math.expm1({self._print(expr.args[0])})"
+
+    def _print_Max(self, expr):
+        return self._nested("max", expr.args)
+
+    def _print_Min(self, expr):
+        return self._nested("min", expr.args)
+
+    def _nested(self, name, args):
+        code = self._print(args[0])
+        for arg in args[1:]:
+            code = f"{name}({code}, {self._print(arg)})"
+        return code
+
+    def _print_Piecewise(self, expr):
+        if expr.args[-1].cond is not sp.true:
+            raise CodegenError(f"Piecewise without a final True branch cannot be printed: {expr}")
+        code = self._print(expr.args[-1].expr)
+        for branch in reversed(expr.args[:-1]):
+            code = f"({self._print(branch.expr)} if {self._print(branch.cond)} else {code})"
+        return code
+
+    def _print_Relational(self, expr):
+        ops = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+        return f"({self._print(expr.lhs)} {ops[expr.rel_op]} {self._print(expr.rhs)})"
+
+    def _print_Symbol(self, expr):
+        return expr.name
+
+    def _print_not_supported(self, expr):
+        raise CodegenError(f"cannot generate kernel code for {type(expr).__name__}: {expr}")
+
+    def emptyPrinter(self, expr):
+        raise CodegenError(f"cannot generate kernel code for {type(expr).__name__}: {expr}")
+
+
+@dataclass(frozen=True)
+class LoweredLoss:
+    """Printed scalar code for one (loss, dtype): shared temporaries, then one line per output."""
+
+    dtype: str
+    inputs: tuple[str, ...]
+    params: tuple[str, ...]
+    wrt: tuple[str, ...]
+    temporaries: tuple[tuple[str, str], ...]
+    loss: str
+    grad: tuple[str, ...]
+    hess: tuple[str, ...]
+    operation_count: int
+
+
+def lower(loss, dtype: str) -> LoweredLoss:
+    """CSE and print a Loss's value, gradient and Hessian diagonal for one dtype."""
+    outputs = [loss.stable_expr, *loss.grad, *(loss.hess[k, k] for k in range(len(loss.wrt)))]
+    problem = next((m for m in map(check_supported, outputs) if m), None)
+    if problem:
+        raise CodegenError(f"{loss.name}: {problem}")
+    code_exprs = [expand_for_code(e) for e in outputs]
+    temporaries, reduced = sp.cse(code_exprs, symbols=sp.numbered_symbols("_t"), optimizations=None, order="none")
+    printer = KernelPrinter(dtype)
+    printed_temps = tuple((sym.name, printer.doprint(value)) for sym, value in temporaries)
+    printed = [printer.doprint(e) for e in reduced]
+    n = len(loss.wrt)
+    ops = sum(int(sp.count_ops(v)) for _, v in temporaries) + sum(int(sp.count_ops(e)) for e in reduced)
+    return LoweredLoss(
+        dtype=dtype,
+        inputs=tuple(loss.inputs),
+        params=tuple(loss.params),
+        wrt=tuple(loss.wrt),
+        temporaries=printed_temps,
+        loss=printed[0],
+        grad=tuple(printed[1:1 + n]),
+        hess=tuple(printed[1 + n:]),
+        operation_count=ops,
+    )

@@ -1,0 +1,67 @@
+"""Render: lay lowered kernel code out into a Python module with a Jinja2 template per target.
+
+Templates only arrange code; every formula arrives already printed by the lower stage.
+KERNEL_LAYOUTS maps each target to its template, so a new target is a new entry and a template.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from .errors import CodegenError
+from .lower import LoweredLoss
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class KernelLayout:
+    """How one target lays out a kernel module: its template and its code-generation knobs."""
+
+    target: str
+    template: str
+    block: int = 4096
+    # Never nnan/ninf: they let LLVM assume NaN and inf away, which breaks IEEE propagation.
+    fastmath: frozenset = frozenset({"contract", "nsz"})
+
+
+KERNEL_LAYOUTS: dict[str, KernelLayout] = {
+    "cpu": KernelLayout("cpu", "cpu_elementwise.py.jinja"),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def template_environment() -> jinja2.Environment:
+    """The Jinja2 environment: strict about undefined names, tidy about whitespace."""
+    if not TEMPLATE_DIR.is_dir():
+        raise CodegenError(f"kernel templates not found at {TEMPLATE_DIR}; reinstall lossgen from its source tree")
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def layout_for(target: str) -> KernelLayout:
+    """The KernelLayout of a target, or CodegenError naming the targets that exist."""
+    try:
+        return KERNEL_LAYOUTS[target]
+    except KeyError:
+        raise CodegenError(f"unknown target {target!r}; available: {', '.join(KERNEL_LAYOUTS)}") from None
+
+
+def render_kernel(lowered: LoweredLoss, target: str, name: str, doc: str = "") -> str:
+    """Source code of the kernel module for one (loss, target, dtype)."""
+    layout = layout_for(target)
+    template = template_environment().get_template(layout.template)
+    fastmath = "{" + ", ".join(repr(f) for f in sorted(layout.fastmath)) + "}"
+    return template.render(
+        lowered=lowered, name=name, doc=doc, template_name=layout.template, block=layout.block, fastmath=fastmath
+    )

@@ -1,0 +1,180 @@
+"""Load and call: compile a Loss into a Kernel and run it on arrays.
+
+Kernel(*arrays, weight=None, **params) checks names, shapes and dtypes up front and answers a
+mismatch with one InputError naming the argument, so numba never sees an argument it cannot type.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cache import load_kernel_module
+from .errors import CodegenError, InputError
+from .lower import DTYPES, lower
+from .render import layout_for, render_kernel
+
+REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a kernel returns.
+
+    loss: float for "sum"/"mean"/"weighted_mean", array (input shape) for "none".
+    grad: d loss / d wrt, shaped like the wrt array (a tuple when several wrt).
+    hess: diagonal second derivative, shaped like grad.
+    """
+
+    loss: float | np.ndarray
+    grad: np.ndarray | tuple[np.ndarray, ...]
+    hess: np.ndarray | tuple[np.ndarray, ...]
+
+
+@functools.lru_cache(maxsize=256)
+def kernel_source(loss, target: str, dtype: str) -> str:
+    """Rendered module source for (loss, target, dtype); cached per Loss in this process."""
+    layout_for(target)
+    return render_kernel(lower(loss, dtype), target, loss.name, loss.doc)
+
+
+@dataclass(frozen=True)
+class _ParamCheck:
+    name: str
+    default: float
+    low: float
+    high: float
+    low_open: bool
+    high_open: bool
+
+    def value(self, given) -> float:
+        if isinstance(given, (bool, np.bool_)) or not isinstance(given, (int, float, np.integer, np.floating)):
+            raise InputError(f"param {self.name!r} must be a real number, got {type(given).__name__}")
+        value = float(given)
+        below = value < self.low or (self.low_open and value == self.low)
+        above = value > self.high or (self.high_open and value == self.high)
+        if math.isnan(value) or below or above:
+            lo, hi = ("(" if self.low_open else "["), (")" if self.high_open else "]")
+            raise InputError(f"param {self.name!r} = {value} lies outside its domain {lo}{self.low}, {self.high}{hi}")
+        return value
+
+
+class Kernel:
+    """A compiled loss for one target, dtype and reduction. Call it with arrays."""
+
+    def __init__(self, loss, target: str, dtype: str, reduction: str, module):
+        self.loss = loss
+        self.target = target
+        self.dtype = np.dtype(dtype)
+        self.reduction = reduction
+        self._module = module
+        self._params = {}
+        for name, default in loss.params.items():
+            interval = loss.domain[name]
+            self._params[name] = _ParamCheck(
+                name, default, float(interval.start), float(interval.end), bool(interval.left_open), bool(interval.right_open)
+            )
+
+    def __repr__(self):
+        return f"<Kernel {self.loss.name} target={self.target} dtype={self.dtype} reduction={self.reduction}>"
+
+    @property
+    def source(self) -> str:
+        """The generated module source this kernel was compiled from."""
+        return kernel_source(self.loss, self.target, str(self.dtype))
+
+    def _bind(self, arrays, named) -> tuple[dict, dict]:
+        inputs = self.loss.inputs
+        if len(arrays) > len(inputs):
+            raise InputError(f"{self.loss.name} takes {len(inputs)} arrays ({', '.join(inputs)}), got {len(arrays)}")
+        bound = dict(zip(inputs, arrays))
+        params = {}
+        for key, value in named.items():
+            if key in inputs:
+                if key in bound:
+                    raise InputError(f"array {key!r} given both by position and by name")
+                bound[key] = value
+            elif key in self._params:
+                params[key] = value
+            else:
+                raise InputError(f"unknown argument {key!r}; arrays: {', '.join(inputs)}; params: {', '.join(self._params) or 'none'}")
+        missing = [n for n in inputs if n not in bound]
+        if missing:
+            raise InputError(f"missing array {missing[0]!r} ({self.loss.name} takes {', '.join(inputs)})")
+        return bound, params
+
+    def _array(self, name: str, value, is_wrt: bool) -> np.ndarray:
+        try:
+            array = np.asarray(value)
+        except Exception as exc:  # noqa: BLE001 - any failure to become an array is the user's input
+            raise InputError(f"array {name!r} cannot be read as an array: {exc}") from None
+        kind = array.dtype.kind
+        if is_wrt:
+            if array.dtype != self.dtype:
+                raise InputError(
+                    f"array {name!r} has dtype {array.dtype}, but this kernel is {self.dtype}; "
+                    f"convert it or compile with dtype={str(array.dtype)!r}"
+                )
+        elif kind not in "biuf" or array.dtype.itemsize > 8:
+            raise InputError(f"array {name!r} has dtype {array.dtype}; expected real numbers")
+        return np.ascontiguousarray(array, dtype=self.dtype)
+
+    def __call__(self, *arrays, weight=None, **named) -> Result:
+        """Evaluate loss, gradient and Hessian diagonal; see Result for shapes."""
+        bound, given_params = self._bind(arrays, named)
+        converted = {n: self._array(n, bound[n], n in self.loss.wrt) for n in self.loss.inputs}
+        shape = converted[self.loss.wrt[0]].shape
+        for name, array in converted.items():
+            if array.shape != shape:
+                raise InputError(f"array {name!r} has shape {array.shape}, expected {shape} like {self.loss.wrt[0]!r}")
+        if weight is not None:
+            weight = self._array("weight", weight, False)
+            if weight.shape != shape:
+                raise InputError(f"array 'weight' has shape {weight.shape}, expected {shape}")
+        scalar = self.dtype.type
+        params = [scalar(self._params[n].value(given_params.get(n, self._params[n].default))) for n in self._params]
+        flat = [converted[n].reshape(-1) for n in self.loss.inputs]
+        size = flat[0].shape[0]
+        outputs = []
+        for _ in self.loss.wrt:
+            outputs += [np.empty(size, self.dtype), np.empty(size, self.dtype)]
+        extra = [weight.reshape(-1)] if weight is not None else []
+        suffix = "_weighted" if weight is not None else ""
+        if self.reduction == "none":
+            loss_out = np.empty(size, self.dtype)
+            getattr(self._module, "per_sample" + suffix)(*flat, *params, *extra, loss_out, *outputs)
+            loss_value = loss_out.reshape(shape)
+        else:
+            scale = self._scale(size, weight)
+            total = getattr(self._module, "reduced" + suffix)(*flat, *params, *extra, scalar(scale), *outputs)
+            loss_value = float(total / scale) if self.reduction != "sum" else float(total)
+        grads = tuple(outputs[2 * k].reshape(shape) for k in range(len(self.loss.wrt)))
+        hesses = tuple(outputs[2 * k + 1].reshape(shape) for k in range(len(self.loss.wrt)))
+        if len(grads) == 1:
+            return Result(loss_value, grads[0], hesses[0])
+        return Result(loss_value, grads, hesses)
+
+    def _scale(self, size: int, weight) -> float:
+        if self.reduction == "sum":
+            return 1.0
+        if self.reduction == "weighted_mean" and weight is not None:
+            return float(np.sum(weight, dtype=np.float64))
+        # NumPy's convention: the mean of nothing is nan (0/0), not an error.
+        return float(size) if size else float("nan")
+
+
+def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction: str = "mean") -> Kernel:
+    """Generate, load (from the on-disk cache when possible) and wrap the kernel of a Loss."""
+    if target not in ("cpu", "cuda"):
+        raise CodegenError(f"target must be 'cpu' or 'cuda', got {target!r}")
+    if str(dtype) not in DTYPES:
+        raise CodegenError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if reduction not in REDUCTIONS:
+        raise CodegenError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    dtype = str(dtype)
+    source = kernel_source(loss, target, dtype)
+    module = load_kernel_module(source, f"{loss.name}_{target}_{dtype}")
+    return Kernel(loss, target, dtype, reduction, module)

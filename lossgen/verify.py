@@ -1,0 +1,3 @@
+"""Verify (placeholder replaced below)."""
+def verify(*a, **k):
+    raise NotImplementedError
