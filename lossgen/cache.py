@@ -23,6 +23,10 @@ import numba
 
 from . import __version__
 
+# Bumped whenever the way kernel modules are written or loaded changes, so that old cache
+# entries (numba pickles module names into them) are never mixed with new ones.
+CACHE_FORMAT = 2
+
 _LOADED: dict[str, ModuleType] = {}
 _LOCK = threading.Lock()
 _FALLBACK_DIR: Path | None = None
@@ -44,7 +48,7 @@ def cache_dir() -> Path:
 
 def source_key(source: str) -> str:
     """Hash naming a kernel: its source plus the versions that decide what it compiles to."""
-    stamp = f"{__version__}|{numba.__version__}|{sys.version}|{platform.machine()}\n"
+    stamp = f"{CACHE_FORMAT}|{__version__}|{numba.__version__}|{sys.version}|{platform.machine()}\n"
     return hashlib.sha256((stamp + source).encode()).hexdigest()[:24]
 
 
@@ -102,6 +106,12 @@ def load_kernel_module(source: str, label: str) -> ModuleType:
         module_name = f"lossgen_kernels.{label}_{key}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        # numba's cache pickles the module name and re-imports it when loading: it must resolve.
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
         _LOADED[key] = module
         return module

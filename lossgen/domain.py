@@ -34,6 +34,8 @@ def parse_interval(text: str, field: str = "domain") -> sp.Interval:
     lower, upper = _parse_bound(lo), _parse_bound(hi)
     if lower > upper or (lower == upper and (left == "(" or right == ")")):
         raise SpecError(f"{field}: interval {text!r} is empty")
+    if lower == upper:
+        raise SpecError(f"{field}: interval {text!r} is a single point; make the name a param with that value instead")
     if (left == "[" and lower.is_infinite) or (right == "]" and upper.is_infinite):
         raise SpecError(f"{field}: interval {text!r} cannot include an infinite end; use ( or )")
     return sp.Interval(lower, upper, left_open=(left == "("), right_open=(right == ")"))

@@ -130,7 +130,29 @@ class logcosh(sp.Function):
             return True
 
 
-CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh)
+class scaled_exp(sp.Function):
+    """scaled_exp(z, y) = y*exp(z) for y >= 0, evaluated as exp(z + log(y)) so that it stays
+    finite when exp(z) alone overflows but the product does not."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        z, y = self.args
+        return self if argindex == 1 else sp.exp(z)
+
+    def _eval_rewrite_as_exp(self, z, y, **kwargs):
+        return y * sp.exp(z)
+
+    def _eval_is_real(self):
+        if all(a.is_real for a in self.args):
+            return True
+
+    def _eval_is_nonnegative(self):
+        if self.args[0].is_real and self.args[1].is_nonnegative:
+            return True
+
+
+CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh, scaled_exp)
 
 
 def to_elementary(expr: sp.Expr) -> sp.Expr:
@@ -155,5 +177,6 @@ def to_reference_form(expr: sp.Expr) -> sp.Expr:
         logaddexp: lambda a, b: sp.log(sp.exp(a) + sp.exp(b)),
         sigmoid: lambda x: 1 / (1 + sp.exp(-x)),
         logcosh: lambda x: sp.log(sp.cosh(x)),
+        scaled_exp: lambda z, y: y * sp.exp(z),
     }
     return expr.replace(lambda e: type(e) in rewrites, lambda e: rewrites[type(e)](*e.args))

@@ -38,6 +38,29 @@ def check_supported(expr: sp.Expr) -> str | None:
     return None
 
 
+class Quotient(sp.Function):
+    """a / b**n printed as a/b/.../b: neither b**n nor 1/b**n is formed, so 0/tiny**2 stays 0."""
+
+    nargs = 3
+
+
+def protect_divisions(expr: sp.Expr) -> sp.Expr:
+    """Turn products with small negative integer powers into Quotient nodes (kept whole by CSE)."""
+
+    def rewrite(node):
+        if not isinstance(node, sp.Mul):
+            return node
+        denominators = [f for f in node.args if isinstance(f, sp.Pow) and f.exp.is_Integer and -4 <= f.exp < 0]
+        if not denominators:
+            return node
+        numerator = sp.Mul(*(f for f in node.args if f not in denominators))
+        for pw in denominators:
+            numerator = Quotient(numerator, pw.base, -pw.exp)
+        return numerator
+
+    return expr.replace(lambda e: isinstance(e, sp.Mul), rewrite)
+
+
 class KernelPrinter(PythonCodePrinter):
     """Strict printer of scalar kernel code in a given float type.
 
@@ -99,6 +122,16 @@ class KernelPrinter(PythonCodePrinter):
                 return f"{self.typed(1)}/{base_code}**{-n}"
             return f"{base_code}**{n}"
         return f"{base_code}**{self.parenthesize(exponent, prec, strict=False)}"
+
+    def _print_Quotient(self, expr):
+        numerator, base, count = expr.args
+        code = self.parenthesize(numerator, precedence(sp.Mul(2, sp.Symbol("x"))), strict=False)
+        divisor = self.parenthesize(base, precedence(sp.Pow(sp.Symbol("x"), 2)), strict=False)
+        return code + f"/{divisor}" * int(count)
+
+    def _print_scaled_exp(self, expr):
+        z, y = (self._print(a) for a in expr.args)
+        return f"math.exp({z} + math.log({y}))"
 
     def _print_sign(self, expr):
         return f"np.sign({self._print(expr.args[0])})"
@@ -170,7 +203,7 @@ def lower(loss, dtype: str) -> LoweredLoss:
     problem = next((m for m in map(check_supported, outputs) if m), None)
     if problem:
         raise CodegenError(f"{loss.name}: {problem}")
-    code_exprs = [expand_for_code(e) for e in outputs]
+    code_exprs = [protect_divisions(expand_for_code(e)) for e in outputs]
     temporaries, reduced = sp.cse(code_exprs, symbols=sp.numbered_symbols("_t"), optimizations=None, order="none")
     printer = KernelPrinter(dtype)
     printed_temps = tuple((sym.name, printer.doprint(value)) for sym, value in temporaries)

@@ -24,6 +24,7 @@ MAX_NODES = 20_000
 MAX_DEPTH = 200
 MAX_INT_DIGITS = 30
 MAX_INT_EXPONENT = 1_000
+MAX_CONSTANT_BITS = 4_096
 
 
 @dataclass(frozen=True)
@@ -163,22 +164,33 @@ class _Reader:
             return sp.And(left, right) if op is ast.BitAnd else sp.Or(left, right)
         left, right = self.read(node.left), self.read(node.right)
         if op is ast.Add:
-            return left + right
+            return self.checked_constant(left + right)
         if op is ast.Sub:
-            return left - right
+            return self.checked_constant(left - right)
         if op is ast.Mult:
-            return left * right
+            return self.checked_constant(left * right)
         if op is ast.Div:
             if right.is_zero:
                 raise self.fail("division by zero")
-            return left / right
+            return self.checked_constant(left / right)
         if op is ast.Pow:
             if right.is_Integer and abs(int(right)) > MAX_INT_EXPONENT:
-                raise self.fail(f"integer exponent {right} is larger than {MAX_INT_EXPONENT}")
+                raise self.fail(f"integer exponent {right} is larger than {MAX_INT_EXPONENT} (limit lossgen.parse.MAX_INT_EXPONENT)")
             if left.is_zero and right.is_number and right.is_negative:
                 raise self.fail("zero raised to a negative power")
-            return left**right
+            if left.is_Rational and right.is_Integer:
+                # Check the size before SymPy folds the power: (9**999)**999 has a million digits.
+                bits = max(int(left.p).bit_length(), int(left.q).bit_length()) * abs(int(right))
+                if bits > MAX_CONSTANT_BITS:
+                    raise self.fail(f"constant {left}**{right} is too large (limit lossgen.parse.MAX_CONSTANT_BITS bits)")
+            return self.checked_constant(left**right)
         raise self.fail(f"operator {op.__name__} is not allowed (use + - * / **)")
+
+    def checked_constant(self, value):
+        """Refuse folded rational constants beyond MAX_CONSTANT_BITS (products of many literals)."""
+        if isinstance(value, sp.Rational) and max(int(value.p).bit_length(), int(value.q).bit_length()) > MAX_CONSTANT_BITS:
+            raise self.fail(f"a constant in the formula is too large (limit lossgen.parse.MAX_CONSTANT_BITS bits)")
+        return value
 
     def read_Compare(self, node: ast.Compare):
         parts = []

@@ -120,7 +120,8 @@ class Kernel:
                 )
         elif kind not in "biuf" or array.dtype.itemsize > 8:
             raise InputError(f"array {name!r} has dtype {array.dtype}; expected real numbers")
-        return np.ascontiguousarray(array, dtype=self.dtype)
+        # asarray with order="C" copies only non-contiguous arrays and keeps 0-d arrays 0-d.
+        return np.asarray(array, dtype=self.dtype, order="C")
 
     def __call__(self, *arrays, weight=None, **named) -> Result:
         """Evaluate loss, gradient and Hessian diagonal; see Result for shapes."""
@@ -150,7 +151,9 @@ class Kernel:
         else:
             scale = self._scale(size, weight)
             total = getattr(self._module, "reduced" + suffix)(*flat, *params, *extra, scalar(scale), *outputs)
-            loss_value = float(total / scale) if self.reduction != "sum" else float(total)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # A zero total weight or no samples gives nan, as NumPy's 0/0 does.
+                loss_value = float(np.float64(total) / np.float64(scale))
         grads = tuple(outputs[2 * k].reshape(shape) for k in range(len(self.loss.wrt)))
         hesses = tuple(outputs[2 * k + 1].reshape(shape) for k in range(len(self.loss.wrt)))
         if len(grads) == 1:
@@ -160,10 +163,10 @@ class Kernel:
     def _scale(self, size: int, weight) -> float:
         if self.reduction == "sum":
             return 1.0
+        # For the means, an empty input or zero total weight makes the scale 0: results are nan.
         if self.reduction == "weighted_mean" and weight is not None:
             return float(np.sum(weight, dtype=np.float64))
-        # NumPy's convention: the mean of nothing is nan (0/0), not an error.
-        return float(size) if size else float("nan")
+        return float(size)
 
 
 def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction: str = "mean") -> Kernel:

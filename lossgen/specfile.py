@@ -20,12 +20,12 @@ def loads(text: str, origin: str = "<string>") -> dict[str, Loss]:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{origin}: invalid TOML: {exc}") from None
+        raise SpecError(f"{origin}: invalid TOML: {' '.join(str(exc).split())}") from None
     if not document:
         raise SpecError(f"{origin}: no loss tables found (write one [name] table per loss)")
     losses = {}
     for name, table in document.items():
-        where = f"{origin}: [{name}]"
+        where = f"{origin}: [{name if name.isprintable() else repr(name)}]"
         if not isinstance(table, dict):
             raise SpecError(f"{where}: expected a table of loss fields, got a {type(table).__name__}")
         unknown = sorted(set(table) - set(SPEC_KEYS))

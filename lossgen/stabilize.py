@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .functions import logaddexp, logcosh, logsigmoid, sigmoid, softplus
+from .functions import logaddexp, logcosh, logsigmoid, scaled_exp, sigmoid, softplus
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,18 @@ def _logaddexp(node):
         a, b = (_exp_argument(t) for t in node.args[0].args)
         if a is not None and b is not None:
             return logaddexp(a, b)
+    return None
+
+
+@rule("exp_absorbs_factor", "source", "y*exp(z) -> scaled_exp(z, y) = exp(z + log(y)) for an input y >= 0: finite when exp(z) alone overflows")
+def _exp_absorbs_factor(node):
+    if isinstance(node, sp.Mul):
+        exps = [f for f in node.args if isinstance(f, sp.exp)]
+        factors = [f for f in node.args if isinstance(f, sp.Symbol) and f.is_nonnegative]
+        if len(exps) == 1 and factors:
+            factor = factors[0]
+            rest = node / (exps[0] * factor)
+            return rest * scaled_exp(exps[0].args[0], factor)
     return None
 
 

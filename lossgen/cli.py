@@ -1,0 +1,234 @@
+"""Command line: lossgen list | inspect | build | verify | bench.
+
+Exit codes: 0 success; 1 a check failed (verification, or a stale generated/); 2 bad input or
+usage, with one line on stderr that names the problem and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import sympy as sp
+
+from .errors import LossgenError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GENERATED_DIR = REPO_ROOT / "generated"
+
+
+class UsageError(Exception):
+    """Bad command-line usage; reported in one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def resolve_losses(specs: list[str]):
+    """Turn NAME, FILE.toml or FILE.toml:NAME arguments into Loss objects, in order."""
+    from .catalog import get
+    from .specfile import load
+
+    losses = []
+    for spec in specs:
+        path, _, name = spec.partition(".toml")
+        if _ or spec.endswith(".toml"):
+            file_losses = load(path + ".toml")
+            name = name.lstrip(":")
+            if name:
+                if name not in file_losses:
+                    raise UsageError(f"{path}.toml has no loss {name!r}; it has: {', '.join(file_losses)}")
+                losses.append(file_losses[name])
+            else:
+                losses.extend(file_losses.values())
+        else:
+            losses.append(get(spec))
+    return losses
+
+
+def _print_expr(label: str, expr, latex: bool) -> None:
+    if latex:
+        print(f"{label}: {sp.latex(expr)}")
+    else:
+        text = sp.pretty(expr, use_unicode=True)
+        print(f"{label}:" + ("\n" + _indent(text) if "\n" in text else " " + text))
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def cmd_list(args) -> int:
+    from . import catalog
+
+    for name, loss in catalog().items():
+        verdict = loss.convexity().verdict
+        print(f"{name:<26} {verdict:<8} {loss.doc}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .domain import interval_text
+
+    for loss in resolve_losses(args.losses):
+        print(f"# {loss.name}" + (f" -- {loss.doc}" if loss.doc else ""))
+        print(f"inputs: {', '.join(loss.inputs)}; wrt: {', '.join(loss.wrt)}")
+        if loss.params:
+            print("params: " + ", ".join(f"{k}={v}" for k, v in loss.params.items()))
+        print("domain: " + ", ".join(f"{k} in {interval_text(v)}" for k, v in loss.domain.items()))
+        _print_expr("loss", loss.expr, args.latex)
+        if loss.stable_expr != loss.expr:
+            _print_expr("stable form", loss.stable_expr, args.latex)
+        if loss.rewrites:
+            print("rewrites applied: " + ", ".join(loss.rewrites))
+        for w, g in zip(loss.wrt, loss.grad):
+            _print_expr(f"d loss / d {w}", g, args.latex)
+        _print_expr("Hessian", loss.hess if len(loss.wrt) > 1 else loss.hess[0, 0], args.latex)
+        convexity = loss.convexity()
+        print(f"convexity: {convexity.verdict} (method: {convexity.method})")
+        if convexity.certificate:
+            print(_indent(convexity.certificate))
+        if convexity.counterexample:
+            print("    counterexample: " + ", ".join(f"{k}={v}" for k, v in convexity.counterexample.items()))
+        print()
+    return 0
+
+
+def _targets(choice: str) -> list[str]:
+    from .render import KERNEL_LAYOUTS
+
+    if choice == "all":
+        return list(KERNEL_LAYOUTS)
+    if choice not in KERNEL_LAYOUTS:
+        raise UsageError(f"target {choice!r} has no kernel layout yet; available: {', '.join(KERNEL_LAYOUTS)}")
+    return [choice]
+
+
+def generated_files(losses, targets) -> dict[Path, str]:
+    """Relative path -> source, for every (loss, target, dtype)."""
+    from .lower import DTYPES
+    from .runtime import kernel_source
+
+    files = {}
+    for loss in losses:
+        for target in targets:
+            for dtype in DTYPES:
+                files[Path(target) / f"{loss.name}_{dtype}.py"] = kernel_source(loss, target, dtype)
+    return files
+
+
+def cmd_build(args) -> int:
+    from . import catalog
+
+    losses = resolve_losses(args.losses) if args.losses else list(catalog().values())
+    out = Path(args.output) if args.output else GENERATED_DIR
+    files = generated_files(losses, _targets(args.target))
+    if args.check:
+        stale = [str(out / rel) for rel, text in files.items() if not (out / rel).exists() or (out / rel).read_text() != text]
+        if not args.losses:
+            expected = {out / rel for rel in files}
+            stale += [str(p) for p in sorted(out.glob("*/*.py")) if p not in expected]
+        if stale:
+            print(f"lossgen build --check: {len(stale)} stale file(s) in {out}, first {stale[0]}; run 'lossgen build'", file=sys.stderr)
+            return 1
+        print(f"{len(files)} generated files in {out} are up to date")
+        return 0
+    for rel, text in files.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+    if not args.losses:
+        expected = {out / rel for rel in files}
+        for path in sorted(out.glob("*/*.py")):
+            if path not in expected:
+                path.unlink()
+    print(f"wrote {len(files)} kernel sources to {out}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .lower import DTYPES
+    from .verify import verify
+
+    dtypes = DTYPES if args.dtype == "all" else (args.dtype,)
+    failed = 0
+    for loss in resolve_losses(args.losses):
+        for dtype in dtypes:
+            report = verify(loss, n=args.n, seed=args.seed, dtype=dtype)
+            print(report.summary())
+            for failure in report.failures:
+                print(f"    {failure}")
+            failed += not report.ok
+    return 1 if failed else 0
+
+
+def cmd_bench(args) -> int:
+    script = REPO_ROOT / "benchmarks" / "bench_elementwise.py"
+    if not script.exists():
+        raise UsageError("benchmarks are not available in this installation (benchmarks/ is in the source tree)")
+    import runpy
+
+    losses = resolve_losses(args.losses)
+    argv = [str(script), "--losses", ",".join(l.name for l in losses), "--n", str(args.n)]
+    old_argv, sys.argv = sys.argv, argv
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = old_argv
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the lossgen command."""
+    parser = _Parser(prog="lossgen", description="Loss formulas to verified, fused kernels.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parser("list", help="the catalog, one line a loss with its convexity verdict").set_defaults(run=cmd_list)
+    inspect = commands.add_parser("inspect", help="expression, gradient, Hessian, convexity, domain")
+    inspect.add_argument("losses", nargs="+", metavar="NAME|FILE.toml[:NAME]")
+    inspect.add_argument("--latex", action="store_true", help="print LaTeX instead of pretty text")
+    inspect.set_defaults(run=cmd_inspect)
+    build = commands.add_parser("build", help="render kernel sources (default: the catalog into generated/)")
+    build.add_argument("losses", nargs="*", metavar="NAME|FILE.toml")
+    build.add_argument("-o", "--output", help="output directory (default: generated/ of the source tree)")
+    build.add_argument("--target", default="all", help="cpu, cuda or all (default all)")
+    build.add_argument("--check", action="store_true", help="exit 1 if the files on disk differ, write nothing")
+    build.set_defaults(run=cmd_build)
+    verify = commands.add_parser("verify", help="finite-difference and accuracy checks of the kernels")
+    verify.add_argument("losses", nargs="+", metavar="NAME|FILE.toml")
+    verify.add_argument("--dtype", default="all", choices=["float32", "float64", "all"])
+    verify.add_argument("-n", type=int, default=1000, help="random samples (hard cases are added)")
+    verify.add_argument("--seed", type=int, default=0)
+    verify.set_defaults(run=cmd_verify)
+    bench = commands.add_parser("bench", help="the generated kernel against peers, side by side")
+    bench.add_argument("losses", nargs="+", metavar="NAME")
+    bench.add_argument("--n", type=int, default=10_000_000)
+    bench.set_defaults(run=cmd_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the `lossgen` command; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except (UsageError, LossgenError) as exc:
+        message = " ".join(str(exc).split())
+        print(message if message.startswith("lossgen") else f"lossgen: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lossgen: interrupted", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the command line never shows a traceback
+        if os.environ.get("LOSSGEN_DEBUG"):
+            raise
+        print(f"lossgen: internal error ({type(exc).__name__}: {' '.join(str(exc).split())}); set LOSSGEN_DEBUG=1 for details", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

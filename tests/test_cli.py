@@ -1,0 +1,97 @@
+"""The lossgen command: outputs, exit codes 0/1/2, one-line errors without tracebacks."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lossgen.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "lossgen.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_list_shows_every_catalog_loss_with_a_verdict(capsys):
+    import lossgen as lg
+
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(lg.catalog())
+    assert all(line.split()[1] in {"affine", "convex", "concave", "neither", "unknown"} for line in lines)
+
+
+def test_inspect_prints_expression_gradient_hessian_domain_and_convexity(capsys):
+    assert main(["inspect", "huber"]) == 0
+    out = capsys.readouterr().out
+    for part in ("loss:", "d loss / d p:", "Hessian:", "domain:", "delta in (0, oo)", "convexity:"):
+        assert part in out
+
+
+def test_inspect_latex(capsys):
+    assert main(["inspect", "bce_with_logits", "--latex"]) == 0
+    assert "\\operatorname{softplus}" in capsys.readouterr().out
+
+
+def test_inspect_a_spec_file_table(capsys):
+    assert main(["inspect", f"{REPO}/examples/quickstart.toml:asymmetric_huber"]) == 0
+    assert "asymmetric_huber" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["inspect", "no_such_loss"], "unknown loss 'no_such_loss'"),
+        (["inspect", "missing.toml"], "no such spec file"),
+        (["frobnicate"], "invalid choice"),
+        (["verify"], "required"),
+        (["build", "--target", "tpu"], "target 'tpu'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_naming_the_problem(args, fragment):
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_spec_file_exits_2_naming_file_and_field(tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text('[l]\nexpr = "p - __import__(\'os\')"\ninputs = ["y", "p"]\nwrt = "p"\n')
+    result = run("inspect", str(spec))
+    assert result.returncode == 2
+    assert "bad.toml" in result.stderr and "[l]" in result.stderr and "expr" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_verify_passes_with_exit_0(capsys):
+    assert main(["verify", "squared_error", "-n", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "float64" in out and "float32" in out and "FAIL" not in out
+
+
+def test_verify_failure_exits_1(tmp_path, capsys):
+    spec = tmp_path / "naive.toml"
+    spec.write_text('[naive]\nexpr = "exp(p)/(1 + exp(p)) - y"\ninputs = ["y", "p"]\nwrt = "p"\n')
+    assert main(["verify", str(spec), "-n", "20", "--dtype", "float64"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_build_writes_sources_and_check_detects_staleness(tmp_path, capsys):
+    out = tmp_path / "kernels"
+    assert main(["build", "huber", "-o", str(out)]) == 0
+    files = sorted(p.name for p in out.glob("cpu/*.py"))
+    assert files == ["huber_float32.py", "huber_float64.py"]
+    assert main(["build", "huber", "-o", str(out), "--check"]) == 0
+    (out / "cpu" / "huber_float64.py").write_text("# edited by hand\n")
+    assert main(["build", "huber", "-o", str(out), "--check"]) == 1
+    assert "stale" in capsys.readouterr().err
+
+
+def test_bench_names_unknown_loss_with_exit_2():
+    result = run("bench", "nope")
+    assert result.returncode == 2 and "unknown loss" in result.stderr

@@ -1,0 +1,471 @@
+"""The safe formula parser: what it accepts, what it refuses, and that it never executes text.
+
+Formulas are read by lossgen.parse.parse_expression (directly, and through lg.Loss). Every
+refusal is an lg.SpecError with a one-line message that names the field and the problem.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import sympy as sp
+
+import lossgen as lg
+from lossgen import parse
+from lossgen.functions import to_elementary
+from lossgen.parse import parse_expression
+
+P, Y = sp.symbols("p y", real=True)
+SYMBOLS = {"p": P, "y": Y}
+
+
+def read(text: str) -> sp.Expr:
+    return parse_expression(text, SYMBOLS, "expr")
+
+
+def refusal(text: str) -> str:
+    """The message of the SpecError that reading `text` must raise."""
+    with pytest.raises(lg.SpecError) as info:
+        read(text)
+    message = str(info.value)
+    assert "\n" not in message, f"message is not one line: {message!r}"
+    assert message.startswith("expr:"), f"message does not name the field: {message!r}"
+    return message
+
+
+def value_at(expr: sp.Expr, p: float, y: float = 0.0) -> float:
+    return float(sp.N(to_elementary(expr).subs({P: sp.Float(p, 30), Y: sp.Float(y, 30)}), 30))
+
+
+# --- accepted grammar ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("3", sp.Integer(3)),
+        ("2.5", sp.Rational(5, 2)),
+        ("1e-3", sp.Rational(1, 1000)),
+        (".5", sp.Rational(1, 2)),
+        ("0.1", sp.Rational(1, 10)),
+    ],
+)
+def test_number_literals_become_exact_sympy_numbers(text, expected):
+    result = read(text)
+    assert result == expected
+    assert result.is_Rational
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("p + y", P + Y),
+        ("p - y", P - Y),
+        ("p * y", P * Y),
+        ("p / y", P / Y),
+        ("p ** 3", P**3),
+        ("p ** y", P**Y),
+        ("p ** -y", P ** (-Y)),
+        ("-p", -P),
+        ("+p", P),
+        ("--p", P),
+        ("p + y * 2", P + 2 * Y),
+        ("(p + y) * 2", 2 * (P + Y)),
+        ("-p ** 2", -(P**2)),
+        ("2 ** 3 ** 2", sp.Integer(512)),
+        ("p / 2 / 4", P / 8),
+        ("-(p - y)**2 / 2", -((P - Y) ** 2) / 2),
+    ],
+)
+def test_arithmetic_follows_python_precedence(text, expected):
+    assert read(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("exp(p)", sp.exp(P)),
+        ("log(p)", sp.log(P)),
+        ("sqrt(p)", sp.sqrt(P)),
+        ("Abs(p)", sp.Abs(P)),
+        ("abs(p)", sp.Abs(P)),
+        ("sign(p)", sp.sign(P)),
+        ("sin(p)", sp.sin(P)),
+        ("cos(p)", sp.cos(P)),
+        ("tan(p)", sp.tan(P)),
+        ("tanh(p)", sp.tanh(P)),
+        ("sinh(p)", sp.sinh(P)),
+        ("cosh(p)", sp.cosh(P)),
+        ("erf(p)", sp.erf(P)),
+        ("erfc(p)", sp.erfc(P)),
+        ("lgamma(p)", sp.loggamma(P)),
+        ("Min(p, y)", sp.Min(P, Y)),
+        ("Max(p, y)", sp.Max(P, Y)),
+        ("min(p, y)", sp.Min(P, Y)),
+        ("max(p, y, 0)", sp.Max(P, Y, 0)),
+    ],
+)
+def test_standard_functions_become_their_sympy_functions(text, expected):
+    assert read(text) == expected
+
+
+# Each whitelisted function, called on p = 0.3 (and y = -0.7), against the math library.
+FUNCTION_VALUES = {
+    "exp": ("exp(p)", math.exp(0.3)),
+    "log": ("log(p)", math.log(0.3)),
+    "log1p": ("log1p(p)", math.log1p(0.3)),
+    "expm1": ("expm1(p)", math.expm1(0.3)),
+    "sqrt": ("sqrt(p)", math.sqrt(0.3)),
+    "Abs": ("Abs(y)", 0.7),
+    "abs": ("abs(y)", 0.7),
+    "sign": ("sign(y)", -1.0),
+    "sin": ("sin(p)", math.sin(0.3)),
+    "cos": ("cos(p)", math.cos(0.3)),
+    "tan": ("tan(p)", math.tan(0.3)),
+    "tanh": ("tanh(p)", math.tanh(0.3)),
+    "sinh": ("sinh(p)", math.sinh(0.3)),
+    "cosh": ("cosh(p)", math.cosh(0.3)),
+    "sigmoid": ("sigmoid(p)", 1 / (1 + math.exp(-0.3))),
+    "softplus": ("softplus(p)", math.log1p(math.exp(0.3))),
+    "logsigmoid": ("logsigmoid(p)", -math.log1p(math.exp(-0.3))),
+    "logaddexp": ("logaddexp(p, y)", math.log(math.exp(0.3) + math.exp(-0.7))),
+    "logcosh": ("logcosh(p)", math.log(math.cosh(0.3))),
+    "erf": ("erf(p)", math.erf(0.3)),
+    "erfc": ("erfc(p)", math.erfc(0.3)),
+    "lgamma": ("lgamma(p)", math.lgamma(0.3)),
+    "Min": ("Min(p, y)", -0.7),
+    "Max": ("Max(p, y)", 0.3),
+    "min": ("min(p, y, 5)", -0.7),
+    "max": ("max(p, y, -5)", 0.3),
+}
+
+
+def test_every_whitelisted_function_has_a_value_check():
+    assert set(FUNCTION_VALUES) == set(parse.FUNCTIONS)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTION_VALUES))
+def test_each_whitelisted_function_computes_what_its_name_says(name):
+    text, expected = FUNCTION_VALUES[name]
+    assert value_at(read(text), 0.3, -0.7) == pytest.approx(expected, rel=1e-14, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    "condition, expected",
+    [
+        ("p < y", sp.Lt(P, Y)),
+        ("p <= y", sp.Le(P, Y)),
+        ("p > y", sp.Gt(P, Y)),
+        ("p >= y", sp.Ge(P, Y)),
+        ("Eq(p, y)", sp.Eq(P, Y)),
+        ("Ne(p, y)", sp.Ne(P, Y)),
+        ("(p > 0) & (y > 0)", sp.And(P > 0, Y > 0)),
+        ("(p > 0) | (y > 0)", sp.Or(P > 0, Y > 0)),
+        ("0 < p < 1", sp.And(P > 0, P < 1)),
+    ],
+)
+def test_piecewise_conditions_become_sympy_relations(condition, expected):
+    result = read(f"Piecewise((p, {condition}), (y, True))")
+    assert result == sp.Piecewise((P, expected), (Y, True))
+
+
+def test_piecewise_with_several_branches_keeps_their_order():
+    result = read("Piecewise((p**2/2, Abs(p) <= 1), (Abs(p) - 1/2, True))")
+    assert result == sp.Piecewise((P**2 / 2, sp.Abs(P) <= 1), (sp.Abs(P) - sp.Rational(1, 2), True))
+    assert value_at(result, 0.5) == pytest.approx(0.125)
+    assert value_at(result, -3.0) == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("text, expected", [("pi", sp.pi), ("E", sp.E), ("2*pi*p", 2 * sp.pi * P), ("E**p", sp.exp(P))])
+def test_constants_pi_and_e_are_exact(text, expected):
+    assert read(text) == expected
+
+
+def test_declared_names_are_the_callers_symbols():
+    q = sp.Symbol("q", positive=True)
+    result = parse_expression("q + p", {"q": q, "p": P})
+    assert result.free_symbols == {q, P}
+
+
+def test_whitespace_around_a_formula_is_ignored():
+    assert read("  p + y \n") == P + Y
+
+
+# --- refusals --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("__import__('os').system('touch MARKER')", "attribute access"),
+        ("p.real", "attribute access"),
+        ("p.__class__.__bases__", "attribute access"),
+        ("p[0]", "subscripting"),
+        ("lambda: p", "lambda"),
+        ("(lambda: p)()", "lambda"),
+        ("[x for x in (p, y)]", "comprehension"),
+        ("(x for x in (p, y))", "comprehension"),
+        ("f'{p}'", "f-string"),
+        ("eval('p')", "unknown function 'eval'"),
+        ("exec('p')", "unknown function 'exec'"),
+        ("exec", "unknown name 'exec'"),
+        ("open('x')", "unknown function 'open'"),
+        ("open", "unknown name 'open'"),
+        ("Symbol('x')", "unknown function 'Symbol'"),
+        ("Function('f')(p)", "cannot be called"),
+        ("Integral(p, p)", "unknown function 'Integral'"),
+        ("getattr(p, 'real')", "unknown function 'getattr'"),
+        ("foo(p)", "unknown function 'foo'"),
+        ("p(1)", "'p' is a variable, not a function"),
+        ("exp", "'exp' used without calling it"),
+        ("exp(x=p)", "keyword"),
+        ("Max(p, y, key=p)", "keyword"),
+        ("exp(p, y)", "exp() takes 1"),
+        ("Max(p)", "at least 2"),
+        ("p if p > 0 else y", "Piecewise"),
+        ("(p := 1)", "assignment"),
+        ("(p, y)", "tuple"),
+        ("'text'", "not a number"),
+        ("True", "not a number"),
+        ("1j", "not a number"),
+        ("p % y", "Mod"),
+        ("p // y", "FloorDiv"),
+        ("p @ y", "MatMult"),
+        ("p ^ y", "BitXor"),
+        ("p is y", "Is"),
+        ("p in y", "In"),
+        ("import os", "syntax error"),
+        ("p; y", "syntax error"),
+        ("", "empty"),
+        ("   ", "empty"),
+    ],
+)
+def test_text_outside_the_grammar_is_refused_with_the_reason(text, problem):
+    assert problem in refusal(text)
+
+
+def test_undeclared_name_is_refused_naming_it():
+    message = refusal("p + q_unknown")
+    assert "'q_unknown'" in message
+
+
+@pytest.mark.parametrize("text", ["p < 1 and p > 0", "(p < 1) or (y > 0)", "p and y"])
+def test_python_and_or_are_refused_pointing_to_ampersand_and_bar(text):
+    message = refusal(f"Piecewise((p, {text}), (y, True))")
+    assert "and" in message and "&" in message
+
+
+@pytest.mark.parametrize("text", ["p < 1", "p == y", "Eq(p, 1)", "(p > 0) & (y > 0)", "~(p < 1)", "p + (p < 1)"])
+def test_a_bare_condition_outside_piecewise_is_refused(text):
+    assert "inside Piecewise" in refusal(text)
+
+
+def test_a_value_where_a_condition_belongs_is_refused():
+    assert "expected a condition" in refusal("Piecewise((p, p + 1), (y, True))")
+
+
+@pytest.mark.parametrize("text", ["Piecewise((p, p < 1))", "Piecewise((p, p < 1), (y, p >= 1))"])
+def test_piecewise_without_a_final_true_branch_is_refused(text):
+    assert "last Piecewise pair must have the condition True" in refusal(text)
+
+
+@pytest.mark.parametrize("text", ["Piecewise()", "Piecewise(p)", "Piecewise((p, p < 1, y), (y, True))"])
+def test_piecewise_arguments_must_be_expression_condition_pairs(text):
+    assert "Piecewise" in refusal(text)
+
+
+@pytest.mark.parametrize("text", ["1/0", "p/0", "p/(y - y)"])
+def test_division_by_a_literal_zero_is_refused(text):
+    assert "division by zero" in refusal(text)
+
+
+@pytest.mark.parametrize("text", ["0**-1", "(p - p)**-2"])
+def test_zero_to_a_negative_power_is_refused(text):
+    assert "zero raised to a negative power" in refusal(text)
+
+
+@pytest.mark.parametrize("text", ["sqrt(-1)", "log(0)", "oo - oo", "0*oo"])
+def test_complex_or_undefined_constants_are_refused(text):
+    assert "non-finite or complex" in refusal(text)
+
+
+def test_non_finite_float_literal_is_refused():
+    assert "non-finite" in refusal("1e400 * p")
+
+
+def test_huge_integer_literal_is_refused():
+    assert "digits" in refusal("p * " + "9" * 200)
+
+
+def test_huge_integer_exponent_is_refused():
+    assert "exponent" in refusal("p**(10**100)")
+
+
+def test_constant_folding_to_a_huge_integer_is_refused():
+    assert "expr:" in refusal("p * (9**999)**999")
+
+
+# --- hostile sizes: refused quickly, never RecursionError or MemoryError -----------------------
+
+
+@pytest.mark.parametrize(
+    "label, text",
+    [
+        ("50,000 nested parentheses", "(" * 50_000 + "p" + ")" * 50_000),
+        ("20,000 nested parentheses", "(" * 20_000 + "p" + ")" * 20_000),
+        ("20,000 nested calls", "exp(" * 20_000 + "p" + ")" * 20_000),
+        ("50,000 unary minus", "-" * 50_000 + "p"),
+        ("30,000-term sum", "+".join(["p"] * 30_000)),
+        ("3,000-deep power tower", "**".join(["p"] * 3_000)),
+        ("5 MB string", "p+" * (5 * 1024 * 1024 // 2) + "p"),
+        ("5 MB name", "p" * (5 * 1024 * 1024)),
+    ],
+)
+def test_hostile_sizes_are_refused_quickly(label, text):
+    start = time.perf_counter()
+    refusal(text)
+    assert time.perf_counter() - start < 2.0, f"{label} took too long"
+
+
+def test_nesting_at_a_sane_depth_is_accepted():
+    assert read("(" * 100 + "p" + ")" * 100) == P
+
+
+def test_nesting_beyond_the_limit_names_the_limit():
+    assert "nests deeper" in refusal("(" * (parse.MAX_DEPTH + 5) + "p" + ")" * (parse.MAX_DEPTH + 5))
+
+
+def test_too_many_nodes_names_the_limit():
+    assert "nodes" in refusal("Max(" + ", ".join(["p"] * 15_000) + ")")
+
+
+def test_non_string_formula_is_refused():
+    with pytest.raises(lg.SpecError, match="expected a string"):
+        parse_expression(b"p", SYMBOLS, "expr")
+
+
+# --- security: formula text is never executed -------------------------------------------------
+
+# Plain-Python payloads: each creates the file MARKER when Python evaluates it.
+PYTHON_PAYLOADS = [
+    "__import__('os').system('touch MARKER')",
+    "eval(\"__import__('os').system('touch MARKER')\")",
+    "exec(\"import os; os.system('touch MARKER')\")",
+    "open('MARKER', 'w')",
+    "(lambda: __import__('os').system('touch MARKER'))()",
+    "f\"{__import__('os').system('touch MARKER')}\"",
+    "[__import__('os').system('touch MARKER') for _ in (1,)]",
+    "__builtins__['__import__']('os').system('touch MARKER') if isinstance(__builtins__, dict) "
+    "else __builtins__.__import__('os').system('touch MARKER')",
+    "().__class__.__base__.__subclasses__() and __import__('subprocess').call(['touch', 'MARKER'])",
+]
+# SymPy-flavoured payloads: would run under sympify/parse_expr of raw text.
+SYMPY_PAYLOADS = [
+    "Symbol('x').__class__.__init__.__globals__['__builtins__']['__import__']('os').system('touch MARKER')",
+    "Function('f')(__import__('os').system('touch MARKER'))",
+    "Integral(__import__('os').system('touch MARKER'), p)",
+]
+
+
+def _payload(template: str, marker) -> str:
+    return template.replace("MARKER", str(marker))
+
+
+@pytest.mark.parametrize("template", PYTHON_PAYLOADS)
+def test_control_python_payloads_do_create_the_marker_when_evaluated(template, tmp_path, monkeypatch):
+    # Shows the payloads are live: if lossgen ever evaluated them, the checks below would fail.
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "marker"
+    result = eval(_payload(template, marker), {"__builtins__": __builtins__})  # noqa: S307 - control test
+    if hasattr(result, "close"):
+        result.close()
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("template", PYTHON_PAYLOADS + SYMPY_PAYLOADS)
+def test_injection_in_a_formula_is_refused_and_never_executed(template, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "marker"
+    with pytest.raises(lg.SpecError):
+        read(_payload(template, marker))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("template", PYTHON_PAYLOADS + SYMPY_PAYLOADS)
+def test_injection_in_a_loss_expr_or_helper_is_refused_and_never_executed(template, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "marker"
+    payload = _payload(template, marker)
+    with pytest.raises(lg.SpecError, match=r"^expr:"):
+        lg.Loss("evil", payload, inputs=["y", "p"], wrt="p")
+    with pytest.raises(lg.SpecError, match=r"^where\.r:"):
+        lg.Loss("evil", "r**2", inputs=["y", "p"], wrt="p", where={"r": payload})
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("template", PYTHON_PAYLOADS + SYMPY_PAYLOADS)
+def test_injection_in_a_domain_string_is_refused_and_never_executed(template, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "marker"
+    with pytest.raises(lg.SpecError, match=r"^domain\.p:"):
+        lg.Loss("evil", "p**2", inputs=["p"], wrt="p", domain={"p": _payload(template, marker)})
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("template", PYTHON_PAYLOADS[:3] + SYMPY_PAYLOADS[:1])
+def test_injection_in_a_spec_file_is_refused_and_never_executed(template, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "marker"
+    payload = _payload(template, marker).replace("\\", "\\\\").replace('"', '\\"')
+    spec = tmp_path / "evil.toml"
+    spec.write_text(f'[evil]\nexpr = "{payload}"\ninputs = ["y", "p"]\nwrt = "p"\n')
+    with pytest.raises(lg.SpecError, match=r"\[evil\]\.expr"):
+        lg.load(spec)
+    assert not marker.exists()
+
+
+def test_injection_through_a_sympy_expr_with_a_hostile_symbol_name_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "marker"
+    hostile = sp.Symbol(f"__import__('os').system('touch {marker}')")
+    with pytest.raises(lg.SpecError, match="unknown name"):
+        lg.Loss("evil", hostile + sp.Symbol("p"), inputs=["p"], wrt="p")
+    assert not marker.exists()
+
+
+# --- reserved and invalid names ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["np", "math", "_x", "lambda", "exp", "1abc", "weight", "pi", "match", "a-b", ""])
+def test_reserved_or_invalid_input_name_is_refused_naming_the_field(name):
+    with pytest.raises(lg.SpecError) as info:
+        lg.Loss("l", "p", inputs=[name, "p"], wrt="p")
+    message = str(info.value)
+    assert message.startswith("inputs:")
+    assert repr(name) in message
+
+
+@pytest.mark.parametrize("name", ["np", "math", "_x", "lambda", "exp", "1abc"])
+def test_reserved_or_invalid_param_name_is_refused_naming_the_field(name):
+    with pytest.raises(lg.SpecError) as info:
+        lg.Loss("l", "p", inputs=["p"], wrt="p", params={name: 1.0})
+    message = str(info.value)
+    assert message.startswith("params:")
+    assert repr(name) in message
+
+
+@pytest.mark.parametrize("name", ["np", "_x", "lambda", "exp", "1abc"])
+def test_reserved_or_invalid_helper_name_is_refused_naming_the_field(name):
+    with pytest.raises(lg.SpecError) as info:
+        lg.Loss("l", "p", inputs=["p"], wrt="p", where={name: "p"})
+    message = str(info.value)
+    assert message.startswith("where:")
+    assert repr(name) in message
+
+
+@pytest.mark.parametrize("name", ["_x", "1abc", "lambda"])
+def test_reserved_or_invalid_wrt_name_is_refused_naming_the_field(name):
+    with pytest.raises(lg.SpecError, match=r"^wrt:"):
+        lg.Loss("l", "p", inputs=["p"], wrt=name)
