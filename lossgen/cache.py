@@ -8,6 +8,7 @@ place, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -46,10 +48,26 @@ def cache_dir() -> Path:
     return base / "lossgen"
 
 
-def source_key(source: str) -> str:
-    """Hash naming a kernel: its source plus the versions that decide what it compiles to."""
-    stamp = f"{CACHE_FORMAT}|{__version__}|{numba.__version__}|{sys.version}|{platform.machine()}\n"
-    return hashlib.sha256((stamp + source).encode()).hexdigest()[:24]
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Hash of what turns a spec into a kernel: lossgen's modules, its templates, the versions."""
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{__version__}|{numba.__version__}|{sys.version}|{platform.machine()}".encode())
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.glob("*.py")) + sorted((package.parent / "templates").glob("*.jinja")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def kernel_key(*parts: str) -> str:
+    """Hash naming a kernel file: the parts that define it plus lossgen's code fingerprint.
+
+    Keying by the spec rather than the rendered source means a cache hit needs no SymPy work.
+    """
+    digest = hashlib.sha256(code_fingerprint().encode())
+    for part in parts:
+        digest.update(b"\0" + part.encode())
+    return digest.hexdigest()[:24]
 
 
 def _writable_kernel_dir() -> Path:
@@ -87,22 +105,19 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def load_kernel_module(source: str, label: str) -> ModuleType:
-    """Import the module with this source from the cache (writing it first if needed)."""
-    key = source_key(source)
+def load_kernel_module(key: str, label: str, make_source: Callable[[], str]) -> ModuleType:
+    """Import the kernel module named by `key` from the cache, rendering it with make_source()
+    and writing it atomically first when it is not there."""
     with _LOCK:
         module = _LOADED.get(key)
         if module is not None:
             return module
         directory = _writable_kernel_dir()
         path = directory / f"{label}_{key}.py"
-        try:
-            current = path.read_text(encoding="utf-8") if path.exists() else None
-        except (OSError, UnicodeDecodeError):
-            current = None
-        # Rewrite only when missing or damaged: an unchanged file keeps numba's cache valid.
-        if current != source:
-            _write_atomically(path, source)
+        # Files appear only by atomic rename, so one that exists is complete; an unchanged file
+        # also keeps numba's own cache (keyed by the file's timestamp) valid.
+        if not path.exists():
+            _write_atomically(path, make_source())
         module_name = f"lossgen_kernels.{label}_{key}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)

@@ -1,31 +1,53 @@
-"""Catalog: the built-in losses, read from catalog.toml with the same loader users have."""
+"""Catalog: the built-in losses, read from catalog.toml with the same loader users have.
+
+Each Loss is built on first request, so `lg.get("huber")` parses one formula, not all of them.
+"""
 
 from __future__ import annotations
 
 import functools
-import types
+import tomllib
 from pathlib import Path
 
 from .errors import SpecError
 from .spec import Loss
-from .specfile import load
+from .specfile import loads
 
 CATALOG_FILE = Path(__file__).with_name("catalog.toml")
 
 
 @functools.lru_cache(maxsize=1)
-def _catalog() -> types.MappingProxyType:
-    return types.MappingProxyType(load(CATALOG_FILE))
+def _tables() -> dict[str, str]:
+    """Each loss's own TOML table text, by name, in file order."""
+    document = tomllib.loads(CATALOG_FILE.read_text(encoding="utf-8"))
+    return {name: _table_text(name, table) for name, table in document.items()}
+
+
+def _table_text(name: str, table: dict) -> str:
+    def value(v):
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return repr(v)
+
+    return f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items())
+
+
+@functools.lru_cache(maxsize=None)
+def _build(name: str) -> Loss:
+    return loads(_tables()[name], f"{CATALOG_FILE}")[name]
 
 
 def catalog() -> dict[str, Loss]:
     """All built-in losses by name (a new dict each call; the Loss objects are shared)."""
-    return dict(_catalog())
+    return {name: _build(name) for name in _tables()}
 
 
 def get(name: str) -> Loss:
     """One built-in loss by name; SpecError lists the names when it is unknown."""
-    losses = _catalog()
-    if name not in losses:
-        raise SpecError(f"unknown loss {name!r}; the catalog has: {', '.join(sorted(losses))}")
-    return losses[name]
+    if not isinstance(name, str) or name not in _tables():
+        raise SpecError(f"unknown loss {name!r}; the catalog has: {', '.join(sorted(_tables()))}")
+    return _build(name)

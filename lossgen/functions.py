@@ -152,7 +152,32 @@ class scaled_exp(sp.Function):
             return True
 
 
-CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh, scaled_exp)
+class sqrt1pm1(sp.Function):
+    """sqrt(1 + x) - 1, exact for tiny x (pseudo-Huber, Charbonnier)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return 1 / (2 * sp.sqrt(1 + self.args[0]))
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sp.S.Zero
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return sp.sqrt(1 + x) - 1
+
+    def _eval_is_real(self):
+        if self.args[0].is_nonnegative:
+            return True
+
+    def _eval_is_nonnegative(self):
+        if self.args[0].is_nonnegative:
+            return True
+
+
+CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh, scaled_exp, sqrt1pm1)
 
 
 def to_elementary(expr: sp.Expr) -> sp.Expr:
@@ -178,5 +203,6 @@ def to_reference_form(expr: sp.Expr) -> sp.Expr:
         sigmoid: lambda x: 1 / (1 + sp.exp(-x)),
         logcosh: lambda x: sp.log(sp.cosh(x)),
         scaled_exp: lambda z, y: y * sp.exp(z),
+        sqrt1pm1: lambda x: x / (sp.sqrt(1 + x) + 1),
     }
     return expr.replace(lambda e: type(e) in rewrites, lambda e: rewrites[type(e)](*e.args))

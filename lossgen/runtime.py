@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cache import load_kernel_module
+import sympy as sp
+
+from .cache import kernel_key, load_kernel_module
 from .errors import CodegenError, InputError
 from .lower import DTYPES, lower
 from .render import layout_for, render_kernel
@@ -178,6 +180,8 @@ def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction:
     if reduction not in REDUCTIONS:
         raise CodegenError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     dtype = str(dtype)
-    source = kernel_source(loss, target, dtype)
-    module = load_kernel_module(source, f"{loss.name}_{target}_{dtype}")
+    layout_for(target)
+    spec = loss.spec
+    key = kernel_key(target, dtype, spec.name, spec.doc, sp.srepr(spec.expr), repr(spec.inputs), repr(spec.wrt), repr(tuple(spec.params)))
+    module = load_kernel_module(key, f"{loss.name}_{target}_{dtype}", lambda: kernel_source(loss, target, dtype))
     return Kernel(loss, target, dtype, reduction, module)

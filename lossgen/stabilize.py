@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .functions import logaddexp, logcosh, logsigmoid, scaled_exp, sigmoid, softplus
+from .functions import logaddexp, logcosh, logsigmoid, scaled_exp, sigmoid, softplus, sqrt1pm1
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,17 @@ def _exp_absorbs_factor(node):
     return None
 
 
+@rule("sqrt1pm1", "source", "sqrt(1 + x) - 1 -> sqrt1pm1(x) = x/(sqrt(1 + x) + 1): exact for tiny x")
+def _sqrt1pm1(node):
+    if isinstance(node, sp.Add) and sp.S.NegativeOne in node.args:
+        for term in node.args:
+            if isinstance(term, sp.Pow) and term.exp == sp.S.Half:
+                x = _split_one_plus(term.base)
+                if x is not None:
+                    return sqrt1pm1(x) + (node - term + 1)
+    return None
+
+
 @rule("one_minus_sigmoid", "derived", "1 - sigmoid(x) -> sigmoid(-x): no cancellation")
 def _one_minus_sigmoid(node):
     if isinstance(node, sp.Add) and len(node.args) == 2 and sp.S.One in node.args:
@@ -181,6 +192,44 @@ def _combine_powers(node):
     if symbolic and len(set(bases)) < len(bases):
         combined = sp.powsimp(node, combine="exp", deep=False)
         return combined if combined != node else None
+    return None
+
+
+def _power_of(term: sp.Expr, base: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """Split term into (coefficient, exponent) with term = coefficient * base**exponent."""
+    exponent = sp.S.Zero
+    rest = []
+    for factor in sp.Mul.make_args(term):
+        if factor == base:
+            exponent += 1
+        elif isinstance(factor, sp.Pow) and factor.base == base:
+            exponent += factor.exp
+        else:
+            rest.append(factor)
+    return sp.Mul(*rest), exponent
+
+
+@rule("common_power_base", "derived", "1/s - u**2/s**3 -> 1/s**3 with s**2 = 1 + u**2: cancel inside powers of one base")
+def _common_power_base(node):
+    if not isinstance(node, sp.Add):
+        return None
+    bases = {
+        f.base
+        for term in node.args
+        for f in sp.Mul.make_args(term)
+        if isinstance(f, sp.Pow) and f.exp.is_Rational and not f.exp.is_Integer and isinstance(f.base, sp.Add)
+    }
+    for base in sorted(bases, key=sp.default_sort_key):
+        parts = [_power_of(term, base) for term in node.args]
+        exponents = {e for _, e in parts}
+        lowest = min(exponents)
+        if len(exponents) < 2 or not all((e - lowest).is_Integer for e in exponents):
+            continue
+        inner = sp.Add(*(c * base ** (e - lowest) for c, e in parts))
+        expanded = sp.expand(inner)
+        # Only when expanding makes terms cancel: that is the cancellation floats cannot do.
+        if sp.count_ops(expanded) < sp.count_ops(inner):
+            return sp.factor_terms(expanded) * base**lowest
     return None
 
 
@@ -235,7 +284,12 @@ def _sech_code(x):
     return 2 * e / (1 + e**2)
 
 
+def _sqrt1pm1_code(x):
+    return x / (sp.sqrt(1 + x) + 1)
+
+
 EXPANSIONS: dict[type, Callable[..., sp.Expr]] = {
+    sqrt1pm1: _sqrt1pm1_code,
     sigmoid: _sigmoid_code,
     softplus: _softplus_code,
     logsigmoid: _logsigmoid_code,

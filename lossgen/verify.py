@@ -279,7 +279,7 @@ def _nearby_error(reference, point, param_values, j, kernel_value, error, dtype)
     return best
 
 
-def _fd_errors(fun, derivative, columns, name, domain, dtype: str):
+def _fd_errors(fun, derivative, columns, name, domain, dtype: str, magnitude=None):
     """Central differences of `fun` in input `name` against `derivative`; NaN where not checkable.
 
     Richardson extrapolation of steps h and h/2 cancels the h**2 truncation term, so the step
@@ -309,6 +309,9 @@ def _fd_errors(fun, derivative, columns, name, domain, dtype: str):
         narrow = (fp2 - fm2) / (hp2 - hm2)
         central = (4 * narrow - wide) / 3
         size = np.maximum.reduce([np.abs(f0), np.abs(fp), np.abs(fm)])
+        if magnitude is not None:
+            # A value that cancels carries the rounding error of its terms, not of itself.
+            size = np.maximum(size, magnitude)
         noise = 8 * info.eps * size / np.minimum(hp2, -hm2)
         exact = derivative.astype(np.float64)
         # A kink inside the stencil shows as one-sided slopes that disagree far beyond curvature.
@@ -361,8 +364,13 @@ def verify(loss, n: int = 1000, seed: int = 0, dtype: str = "float64") -> Verifi
             g = kernel(**cols, **params).grad
             return g[k] if len(loss.wrt) > 1 else g
 
-        for output, fun, derivative in ((f"fd_grad_{w}", loss_of, grads[k]), (f"fd_hess_{w}", grad_of, hesses[k])):
-            errors, central = _fd_errors(fun, derivative, columns, w, loss.domain[w], dtype)
+        loss_size = _as_floats(sizes[0])
+        grad_size = _as_floats(sizes[1 + k])
+        for output, fun, derivative, size in (
+            (f"fd_grad_{w}", loss_of, grads[k], loss_size),
+            (f"fd_hess_{w}", grad_of, hesses[k], grad_size),
+        ):
+            errors, central = _fd_errors(fun, derivative, columns, w, loss.domain[w], dtype, size)
             checks.append(_worst(output, np.nan_to_num(errors, nan=0.0), tol["fd_rtol"], columns, derivative, central))
     return VerificationReport(
         loss=loss.name,
@@ -372,6 +380,11 @@ def verify(loss, n: int = 1000, seed: int = 0, dtype: str = "float64") -> Verifi
         max_rel_err={c.output: c.max_rel_err for c in checks},
         worst={c.output: c.worst_input for c in checks},
     )
+
+
+def _as_floats(values) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return np.array([float(v) if mpmath.isfinite(v) else np.inf for v in values])
 
 
 def _worst(output, errors, tolerance, columns, kernel_values, reference_values) -> OutputCheck:
