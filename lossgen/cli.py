@@ -168,12 +168,12 @@ def cmd_verify(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    losses = resolve_losses(args.losses)
     script = REPO_ROOT / "benchmarks" / "bench_elementwise.py"
     if not script.exists():
         raise UsageError("benchmarks are not available in this installation (benchmarks/ is in the source tree)")
     import runpy
 
-    losses = resolve_losses(args.losses)
     argv = [str(script), "--losses", ",".join(l.name for l in losses), "--n", str(args.n)]
     old_argv, sys.argv = sys.argv, argv
     try:
