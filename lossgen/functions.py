@@ -177,7 +177,79 @@ class sqrt1pm1(sp.Function):
             return True
 
 
-CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh, scaled_exp, sqrt1pm1)
+class xlogy(sp.Function):
+    """x*log(z), defined as 0 where x = 0 (so 0*log(0) = 0, as in entropy and KL terms)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        x, z = self.args
+        return sp.log(z) if argindex == 1 else x / z
+
+    @classmethod
+    def eval(cls, x, z):
+        if x.is_zero:
+            return sp.S.Zero
+        if z == 1:
+            return sp.S.Zero
+
+    def _eval_rewrite_as_exp(self, x, z, **kwargs):
+        return x * sp.log(z)
+
+    def _eval_is_real(self):
+        if self.args[0].is_real and self.args[1].is_nonnegative:
+            return True
+
+
+class expm1mx(sp.Function):
+    """exp(x) - 1 - x, exact near 0 where it is about x**2/2 (LINEX, Poisson deviance)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        from sympy.codegen.cfunctions import expm1
+
+        return expm1(self.args[0])
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sp.S.Zero
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return sp.exp(x) - 1 - x
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_nonnegative(self):
+        if self.args[0].is_real:
+            return True
+
+
+class log1pmx(sp.Function):
+    """log(1 + x) - x, exact near 0 where it is about -x**2/2."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        return -x / (1 + x)
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sp.S.Zero
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return sp.log(1 + x) - x
+
+    def _eval_is_real(self):
+        if (self.args[0] + 1).is_positive:
+            return True
+
+
+CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh, scaled_exp, sqrt1pm1, xlogy, expm1mx, log1pmx)
 
 
 def to_elementary(expr: sp.Expr) -> sp.Expr:
@@ -194,6 +266,7 @@ def to_reference_form(expr: sp.Expr) -> sp.Expr:
     A high-precision reference cannot overflow, but log(1 + tiny) still needs as many digits as
     tiny is small; log1p(tiny) needs none, so the reference converges at a modest precision.
     """
+    import sympy.codegen.cfunctions  # noqa: F401 - expm1 for expm1mx
     from sympy.codegen.cfunctions import log1p
 
     rewrites = {
@@ -204,5 +277,8 @@ def to_reference_form(expr: sp.Expr) -> sp.Expr:
         logcosh: lambda x: sp.log(sp.cosh(x)),
         scaled_exp: lambda z, y: y * sp.exp(z),
         sqrt1pm1: lambda x: x / (sp.sqrt(1 + x) + 1),
+        xlogy: lambda x, z: x * sp.log(z),
+        expm1mx: lambda x: sp.codegen.cfunctions.expm1(x) - x,
+        log1pmx: lambda x: log1p(x) - x,
     }
     return expr.replace(lambda e: type(e) in rewrites, lambda e: rewrites[type(e)](*e.args))

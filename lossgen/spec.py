@@ -220,10 +220,10 @@ class Loss:
     @functools.cached_property
     def _derived(self):
         applied: set[str] = set()
-        stable = stabilize.apply_rules(self.expr, "source", applied)
+        stable = stabilize.stabilize_loss(self.expr, applied)
         variables = [self.symbol(w) for w in self.wrt]
-        grad = tuple(stabilize.apply_rules(g, "derived", applied) for g in derive.gradient(stable, variables))
-        hess = derive.hessian(grad, variables).applyfunc(lambda h: stabilize.apply_rules(h, "derived", applied))
+        grad = tuple(stabilize.stabilize_derivative(g, applied) for g in derive.gradient(stable, variables))
+        hess = derive.hessian(grad, variables).applyfunc(lambda h: stabilize.stabilize_derivative(h, applied))
         return stable, grad, hess, tuple(sorted(applied))
 
     @property

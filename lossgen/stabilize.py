@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .functions import logaddexp, logcosh, logsigmoid, scaled_exp, sigmoid, softplus, sqrt1pm1
+from .functions import expm1mx, log1pmx, logaddexp, logcosh, logsigmoid, scaled_exp, sigmoid, softplus, sqrt1pm1, xlogy
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,14 @@ def _softplus(node):
     return None
 
 
-@rule("sigmoid", "source", "1/(1 + exp(-x)) -> sigmoid(x): never overflows")
+@rule("sigmoid", "source", "1/(1 + exp(-x))**k -> sigmoid(x)**k: never overflows")
 def _sigmoid(node):
-    if isinstance(node, sp.Pow) and node.exp == -1:
+    if isinstance(node, sp.Pow) and node.exp.is_Integer and node.exp < 0:
         x = _split_one_plus(node.base)
         if x is not None:
             arg = _exp_argument(x)
             if arg is not None:
-                return sigmoid(-arg)
+                return sigmoid(-arg) ** (-node.exp)
     return None
 
 
@@ -139,6 +139,80 @@ def _logaddexp(node):
     return None
 
 
+@rule("sinh_over_cosh", "source", "sinh(x)/cosh(x) -> tanh(x): no inf/inf")
+def _sinh_over_cosh(node):
+    if isinstance(node, sp.Mul):
+        sinhs = [f for f in node.args if isinstance(f, sp.sinh)]
+        for f in sinhs:
+            partner = sp.Pow(sp.cosh(f.args[0]), -1)
+            if partner in node.args:
+                return node / (f * partner) * sp.tanh(f.args[0])
+    return None
+
+
+@rule("exp_times_sigmoid", "source", "exp(a)*sigmoid(-a)**k -> sigmoid(a)*sigmoid(-a)**(k-1): no inf*0")
+def _exp_times_sigmoid(node):
+    if not isinstance(node, sp.Mul):
+        return None
+    for f in node.args:
+        if not isinstance(f, sp.exp):
+            continue
+        a = f.args[0]
+        for g in node.args:
+            base, k = (g.base, g.exp) if isinstance(g, sp.Pow) else (g, sp.S.One)
+            if isinstance(base, sigmoid) and base.args[0] == -a and k.is_Integer and k >= 1:
+                return node / (f * g) * sigmoid(a) * sigmoid(-a) ** (k - 1)
+    return None
+
+
+@rule("xlogy", "source", "x*log(z) -> xlogy(x, z), 0 where x = 0: 0*log(0) is 0, not nan")
+def _xlogy(node):
+    if not isinstance(node, sp.Mul):
+        return None
+    for f in node.args:
+        # y*(log(y) - log(p)): distribute, so each product is seen on its own.
+        if isinstance(f, sp.Add) and any(isinstance(t, sp.log) and not t.args[0].is_positive for t in f.atoms(sp.log)):
+            if any(g.is_nonnegative and not g.is_positive and not g.is_number for g in node.args):
+                return sp.expand_mul(node)
+    logs = [f for f in node.args if isinstance(f, sp.log)]
+    if len(logs) != 1 or logs[0].args[0].is_positive:
+        return None
+    rest = node / logs[0]
+    factors = [f for f in sp.Mul.make_args(rest) if not f.is_number]
+    if len(factors) == 1 and factors[0].is_nonnegative and not factors[0].is_positive:
+        coefficient = rest / factors[0]
+        return coefficient * xlogy(factors[0], logs[0].args[0])
+    return None
+
+
+def _minus_argument_in_sum(node: sp.Add, function: type, combined: type) -> sp.Expr | None:
+    """For node = f(x) - x + rest (the -x possibly spread over several terms), combined(x) + rest."""
+    terms = set(node.args)
+    for term in node.args:
+        if isinstance(term, function):
+            x = term.args[0]
+            if set(sp.Add.make_args(-x)) <= terms - {term}:
+                return combined(x) + (node - term + x)
+    return None
+
+
+@rule("expm1mx", "source", "expm1(x) - x -> expm1mx(x): exact near 0 (series branch)")
+def _expm1mx(node):
+    return _minus_argument_in_sum(node, expm1, expm1mx) if isinstance(node, sp.Add) else None
+
+
+@rule("log1pmx", "source", "log1p(x) - x -> log1pmx(x): exact near 0 (series branch)")
+def _log1pmx(node):
+    return _minus_argument_in_sum(node, log1p, log1pmx) if isinstance(node, sp.Add) else None
+
+
+@rule("sigmoid_power", "source", "sigmoid(x)**g -> exp(g*logsigmoid(x)) for non-integer g: no 0**negative")
+def _sigmoid_power(node):
+    if isinstance(node, sp.Pow) and isinstance(node.base, sigmoid) and not node.exp.is_Integer:
+        return sp.exp(node.exp * logsigmoid(node.base.args[0]))
+    return None
+
+
 @rule("exp_absorbs_factor", "source", "y*exp(z) -> scaled_exp(z, y) = exp(z + log(y)) for an input y >= 0: finite when exp(z) alone overflows")
 def _exp_absorbs_factor(node):
     if isinstance(node, sp.Mul):
@@ -162,12 +236,14 @@ def _sqrt1pm1(node):
     return None
 
 
-@rule("one_minus_sigmoid", "derived", "1 - sigmoid(x) -> sigmoid(-x): no cancellation")
+@rule("one_minus_sigmoid", "source", "k - k*sigmoid(x) -> k*sigmoid(-x): no cancellation")
 def _one_minus_sigmoid(node):
-    if isinstance(node, sp.Add) and len(node.args) == 2 and sp.S.One in node.args:
-        other = node - 1
-        if isinstance(-other, sigmoid):
-            return sigmoid(-(-other).args[0])
+    if isinstance(node, sp.Add) and len(node.args) == 2:
+        constant, term = sorted(node.args, key=lambda t: not t.is_number)
+        if constant.is_number and constant != 0:
+            ratio = -term / constant
+            if isinstance(ratio, sigmoid):
+                return constant * sigmoid(-ratio.args[0])
     return None
 
 
@@ -227,8 +303,9 @@ def _common_power_base(node):
             continue
         inner = sp.Add(*(c * base ** (e - lowest) for c, e in parts))
         expanded = sp.expand(inner)
-        # Only when expanding makes terms cancel: that is the cancellation floats cannot do.
-        if sp.count_ops(expanded) < sp.count_ops(inner):
+        # Only when expanding cancels a variable away entirely: a partial cancellation would
+        # leave forms like p**2 - 2*p*y + y**2 that floats evaluate worse than (p - y)**2.
+        if expanded.free_symbols < inner.free_symbols:
             return sp.factor_terms(expanded) * base**lowest
     return None
 
@@ -251,6 +328,17 @@ def apply_rules(expr: sp.Expr, phase: str, applied: set[str] | None = None, max_
         if expr == before:
             break
     return expr
+
+
+def stabilize_loss(expr: sp.Expr, applied: set[str] | None = None) -> sp.Expr:
+    """The loss as written, rewritten into stable forms before it is differentiated."""
+    return apply_rules(expr, "source", applied)
+
+
+def stabilize_derivative(expr: sp.Expr, applied: set[str] | None = None) -> sp.Expr:
+    """A derivative in stable form: the source rules (a derivative of a naive form can hold
+    the same hazards as a naive loss), then the rules for what differentiation produces."""
+    return apply_rules(apply_rules(expr, "source", applied), "derived", applied)
 
 
 # Branch-free primitive forms used in generated code. exp(-|x|) <= 1 never overflows, and CSE
@@ -288,8 +376,41 @@ def _sqrt1pm1_code(x):
     return x / (sp.sqrt(1 + x) + 1)
 
 
+def _xlogy_code(x, z):
+    return sp.Piecewise((0, sp.Eq(x, 0)), (x * sp.log(z), True))
+
+
+# Taylor coefficients 1/n! for n = 2..17: for |x| < 1/2 the first omitted term is below
+# 0.5**16 * 2/18! ~ 5e-21 relative to x**2/2, far under float64's 1.1e-16.
+_EXPM1MX_TERMS = [sp.Rational(1, sp.factorial(n)) for n in range(2, 18)]
+# log1p(x) - x = -x**2/(2 + x) + 2*(t**3/3 + t**5/5 + ...), t = x/(2 + x); |x| < 1/4 gives
+# |t| <= 1/7 and the first omitted term (k = 12) is below 7**-23 relative to t**2.
+_LOG1PMX_ODD_TERMS = [sp.Rational(2, 2 * k + 1) for k in range(1, 12)]
+
+
+def _horner(coefficients, x):
+    result = sp.S.Zero
+    for c in reversed(coefficients):
+        result = result * x + c
+    return result
+
+
+def _expm1mx_code(x):
+    series = x**2 * _horner(_EXPM1MX_TERMS, x)
+    return sp.Piecewise((series, sp.Abs(x) < sp.Rational(1, 2)), (expm1(x) - x, True))
+
+
+def _log1pmx_code(x):
+    t = x / (2 + x)
+    series = -(x**2) / (2 + x) + t**3 * _horner(_LOG1PMX_ODD_TERMS, t**2)
+    return sp.Piecewise((series, sp.Abs(x) < sp.Rational(1, 4)), (log1p(x) - x, True))
+
+
 EXPANSIONS: dict[type, Callable[..., sp.Expr]] = {
     sqrt1pm1: _sqrt1pm1_code,
+    xlogy: _xlogy_code,
+    expm1mx: _expm1mx_code,
+    log1pmx: _log1pmx_code,
     sigmoid: _sigmoid_code,
     softplus: _softplus_code,
     logsigmoid: _logsigmoid_code,

@@ -165,13 +165,32 @@ def sample_inputs(loss, n: int, seed: int, dtype: str) -> dict[str, np.ndarray]:
 # --- the high-precision reference ---------------------------------------------------------
 
 def _magnitude(expr: sp.Expr) -> sp.Expr:
-    """The size of the terms an expression adds: sums of absolute values through + and *."""
+    """A first-order bound on how large a rounding error evaluating `expr` can make, per unit
+    of relative error: sums add their terms' sizes, and a function adds its argument's size
+    times its slope (log near 1 magnifies the error of its argument; so does exp of a big one).
+    """
     if isinstance(expr, sp.Add):
         return sp.Add(*(_magnitude(a) for a in expr.args))
     if isinstance(expr, sp.Mul):
         return sp.Mul(*(_magnitude(a) for a in expr.args))
-    if isinstance(expr, sp.Pow) and expr.exp.is_Integer and expr.exp > 0:
-        return _magnitude(expr.base) ** expr.exp
+    if isinstance(expr, sp.Pow):
+        base, exponent = expr.args
+        if exponent.is_Integer and exponent > 0:
+            return _magnitude(base) ** exponent
+        slope = sp.Abs(exponent * base ** (exponent - 1)) * _magnitude(base)
+        if not exponent.is_number:
+            slope += sp.Abs(expr * sp.log(sp.Abs(base))) * _magnitude(exponent)
+        return sp.Abs(expr) + slope
+    if isinstance(expr, sp.Piecewise):
+        return sp.Piecewise(*((_magnitude(e), c) for e, c in expr.args))
+    if isinstance(expr, (sp.Max, sp.Min, sp.Abs, sp.sign)):
+        return sp.Abs(expr) + sp.Add(*(_magnitude(a) for a in expr.args))
+    if isinstance(expr, sp.Function) and expr.args:
+        size = sp.Abs(expr)
+        for index, arg in enumerate(expr.args, start=1):
+            if not arg.is_number:
+                size += sp.Abs(expr.fdiff(index)) * _magnitude(arg)
+        return size
     return sp.Abs(expr)
 
 
@@ -220,10 +239,7 @@ def evaluate_reference(reference: Reference, point: list[float]) -> tuple[list, 
     while True:
         with mpmath.workdps(digits):
             args = [mpmath.mpf(v) for v in point]
-            try:
-                current = [mpmath.mpf(v) for v in reference.values(*args)]
-            except (ZeroDivisionError, ValueError, OverflowError):
-                current = [mpmath.nan] * len(reference.outputs)
+            current = _real_values(reference.values, args, len(reference.outputs))
         if previous is not None and all(_agree(a, b) for a, b in zip(previous, current)):
             if all(v != 0 for v in current) or digits >= MAX_DIGITS:
                 break
@@ -233,11 +249,17 @@ def evaluate_reference(reference: Reference, point: list[float]) -> tuple[list, 
         digits *= 2
     with mpmath.workdps(30):
         args = [mpmath.mpf(v) for v in point]
-        try:
-            sizes = [abs(mpmath.mpf(v)) for v in reference.magnitudes(*args)]
-        except (ZeroDivisionError, ValueError, OverflowError):
-            sizes = [abs(v) for v in current]
+        sizes = [abs(v) for v in _real_values(reference.magnitudes, args, len(reference.outputs))]
     return current, sizes
+
+
+def _real_values(function, args, count: int) -> list:
+    """Evaluate; outside the formula's real domain (log of a negative, 0/0) the values are nan."""
+    try:
+        values = function(*args)
+    except (ZeroDivisionError, ValueError, OverflowError, TypeError):
+        return [mpmath.nan] * count
+    return [v if isinstance(v, mpmath.mpf) else (mpmath.mpf(v) if not isinstance(v, mpmath.mpc) else mpmath.nan) for v in values]
 
 
 # --- comparison ---------------------------------------------------------------------------
@@ -279,7 +301,7 @@ def _nearby_error(reference, point, param_values, j, kernel_value, error, dtype)
     return best
 
 
-def _fd_errors(fun, derivative, columns, name, domain, dtype: str, magnitude=None):
+def _fd_errors(fun, derivative, columns, name, domain, dtype: str, magnitude=None, length_scale=None):
     """Central differences of `fun` in input `name` against `derivative`; NaN where not checkable.
 
     Richardson extrapolation of steps h and h/2 cancels the h**2 truncation term, so the step
@@ -291,6 +313,12 @@ def _fd_errors(fun, derivative, columns, name, domain, dtype: str, magnitude=Non
     lo, hi = float(domain.start), float(domain.end)
     # Near an open domain edge the function may be singular: stay far inside it.
     h = np.minimum(h, 0.01 * np.minimum(x - lo, hi - x))
+    if length_scale is not None:
+        # |g/H| is how far the slope changes by its own size (the distance to a pole, say);
+        # the stencil stays well inside it, shrinking the step by at most 1000x.
+        with np.errstate(all="ignore"):
+            limit = np.where(np.isfinite(length_scale) & (length_scale > 0), 0.01 * length_scale, np.inf)
+        h = np.minimum(h, np.maximum(limit, 1e-3 * h))
 
     def shifted(step):
         moved = dict(columns)
@@ -350,6 +378,14 @@ def verify(loss, n: int = 1000, seed: int = 0, dtype: str = "float64") -> Verifi
             sizes[j][i] = magnitudes[j]
     checks = []
     tol = TOLERANCES[dtype]
+    # Where the loss itself is undefined (log of a negative: outside the formula's real domain)
+    # nothing is checked; derivative formulas may still evaluate there, meaninglessly.
+    defined = np.array([not mpmath.isnan(t) for t in truths[0]])
+    columns = {name: column[defined] for name, column in columns.items()}
+    kernel_outputs = [output[defined] for output in kernel_outputs]
+    grads, hesses = kernel_outputs[1:1 + len(loss.wrt)], kernel_outputs[1 + len(loss.wrt):]
+    truths = [[t for t, keep in zip(row, defined) if keep] for row in truths]
+    sizes = [[m for m, keep in zip(row, defined) if keep] for row in sizes]
     for j, output in enumerate(reference.outputs):
         errors = _relative_errors(kernel_outputs[j], truths[j], sizes[j], dtype)
         for i in np.flatnonzero(errors > tol["rtol"]):
@@ -370,12 +406,14 @@ def verify(loss, n: int = 1000, seed: int = 0, dtype: str = "float64") -> Verifi
             (f"fd_grad_{w}", loss_of, grads[k], loss_size),
             (f"fd_hess_{w}", grad_of, hesses[k], grad_size),
         ):
-            errors, central = _fd_errors(fun, derivative, columns, w, loss.domain[w], dtype, size)
+            with np.errstate(all="ignore"):
+                scale = np.abs(grads[k].astype(np.float64) / hesses[k].astype(np.float64))
+            errors, central = _fd_errors(fun, derivative, columns, w, loss.domain[w], dtype, size, scale)
             checks.append(_worst(output, np.nan_to_num(errors, nan=0.0), tol["fd_rtol"], columns, derivative, central))
     return VerificationReport(
         loss=loss.name,
         dtype=dtype,
-        samples=count,
+        samples=int(defined.sum()),
         checks=tuple(checks),
         max_rel_err={c.output: c.max_rel_err for c in checks},
         worst={c.output: c.worst_input for c in checks},
