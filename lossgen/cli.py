@@ -85,6 +85,15 @@ def cmd_inspect(args) -> int:
             _print_expr("stable form", loss.stable_expr, args.latex)
         if loss.rewrites:
             print("rewrites applied: " + ", ".join(loss.rewrites))
+        from .hazards import hazard_report
+
+        for dtype in ("float64", "float32"):
+            hazards = hazard_report(loss, dtype)
+            if hazards.removed:
+                print(f"hazards removed ({dtype}): " + "; ".join(str(h) for h in hazards.removed))
+            for hazard in hazards.remaining:
+                label = "warning" if hazard in hazards.warnings else "note"
+                print(f"{label} ({dtype}): {hazard}")
         for w, g in zip(loss.wrt, loss.grad):
             _print_expr(f"d loss / d {w}", g, args.latex)
         _print_expr("Hessian", loss.hess if len(loss.wrt) > 1 else loss.hess[0, 0], args.latex)

@@ -152,6 +152,24 @@ class scaled_exp(sp.Function):
             return True
 
 
+class scaled_expm1(sp.Function):
+    """scaled_expm1(z, y) = y*exp(z) - 1 for y >= 0, evaluated as expm1(z + log(y)): exact
+    where y*exp(z) is near 1 (the gradient of Gamma and Tweedie losses near their optimum)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        z, y = self.args
+        return scaled_exp(z, y) if argindex == 1 else sp.exp(z)
+
+    def _eval_rewrite_as_exp(self, z, y, **kwargs):
+        return y * sp.exp(z) - 1
+
+    def _eval_is_real(self):
+        if all(a.is_real for a in self.args):
+            return True
+
+
 class sqrt1pm1(sp.Function):
     """sqrt(1 + x) - 1, exact for tiny x (pseudo-Huber, Charbonnier)."""
 
@@ -249,7 +267,7 @@ class log1pmx(sp.Function):
             return True
 
 
-CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh, scaled_exp, sqrt1pm1, xlogy, expm1mx, log1pmx)
+CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh, scaled_exp, scaled_expm1, sqrt1pm1, xlogy, expm1mx, log1pmx)
 
 
 def to_elementary(expr: sp.Expr) -> sp.Expr:
@@ -276,6 +294,7 @@ def to_reference_form(expr: sp.Expr) -> sp.Expr:
         sigmoid: lambda x: 1 / (1 + sp.exp(-x)),
         logcosh: lambda x: sp.log(sp.cosh(x)),
         scaled_exp: lambda z, y: y * sp.exp(z),
+        scaled_expm1: lambda z, y: y * sp.exp(z) - 1,
         sqrt1pm1: lambda x: x / (sp.sqrt(1 + x) + 1),
         xlogy: lambda x, z: x * sp.log(z),
         expm1mx: lambda x: sp.codegen.cfunctions.expm1(x) - x,

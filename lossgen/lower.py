@@ -17,14 +17,14 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from .errors import CodegenError
 from .functions import CUSTOM_FUNCTIONS
-from .stabilize import expand_for_code
+from .stabilize import exp_plus_log, expand_for_code, expm1_plus_log
 
 DTYPES = ("float32", "float64")
 
 # Functions a formula may contain once lowered; anything else is refused before printing.
 SUPPORTED_FUNCTIONS = (
     sp.exp, sp.log, log1p, expm1, sp.Abs, sp.sign, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sinh, sp.cosh,
-    sp.erf, sp.erfc, sp.loggamma, sp.Max, sp.Min, sp.Piecewise, sp.sech,
+    sp.erf, sp.erfc, sp.loggamma, sp.Max, sp.Min, sp.Piecewise, sp.sech, exp_plus_log, expm1_plus_log,
 ) + CUSTOM_FUNCTIONS
 
 
@@ -129,9 +129,13 @@ class KernelPrinter(PythonCodePrinter):
         divisor = self.parenthesize(base, precedence(sp.Pow(sp.Symbol("x"), 2)), strict=False)
         return code + f"/{divisor}" * int(count)
 
-    def _print_scaled_exp(self, expr):
+    def _print_exp_plus_log(self, expr):
         z, y = (self._print(a) for a in expr.args)
         return f"math.exp({z} + math.log({y}))"
+
+    def _print_expm1_plus_log(self, expr):
+        z, y = (self._print(a) for a in expr.args)
+        return f"math.expm1({z} + math.log({y}))"
 
     def _print_sign(self, expr):
         return f"np.sign({self._print(expr.args[0])})"
@@ -203,7 +207,7 @@ def lower(loss, dtype: str) -> LoweredLoss:
     problem = next((m for m in map(check_supported, outputs) if m), None)
     if problem:
         raise CodegenError(f"{loss.name}: {problem}")
-    code_exprs = [protect_divisions(expand_for_code(e)) for e in outputs]
+    code_exprs = [protect_divisions(expand_for_code(e, dtype)) for e in outputs]
     temporaries, reduced = sp.cse(code_exprs, symbols=sp.numbered_symbols("_t"), optimizations=None, order="none")
     printer = KernelPrinter(dtype)
     printed_temps = tuple((sym.name, printer.doprint(value)) for sym, value in temporaries)

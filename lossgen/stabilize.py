@@ -3,7 +3,11 @@ or cancel, applied to the loss before derivation and to its derivatives after.
 
 Each rule is a small object registered in RULES under a phase:
   "source"  - on the loss as written, before derivation (naive log(1 + exp(x)) becomes softplus(x)),
-              so derivatives come from the stable form;
+              so derivatives come from the stable form; also on derivatives, which can hold the
+              same patterns;
+  "loss"    - on the loss only, after "source" (y*exp(z) becomes scaled_exp(z, y); its
+              derivatives inherit the form, and products made by differentiation must not be
+              split up again);
   "derived" - on the gradient and Hessian (1 - tanh(x)**2 becomes sech(x)**2).
 The lowering of lossgen's own functions into branch-free primitive code is in EXPANSIONS, used by
 the lower stage: math lives here, the printer only prints.
@@ -17,7 +21,9 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .functions import expm1mx, log1pmx, logaddexp, logcosh, logsigmoid, scaled_exp, sigmoid, softplus, sqrt1pm1, xlogy
+from .functions import (
+    expm1mx, log1pmx, logaddexp, logcosh, logsigmoid, scaled_exp, scaled_expm1, sigmoid, softplus, sqrt1pm1, xlogy,
+)
 
 
 @dataclass(frozen=True)
@@ -68,12 +74,21 @@ def _log1p(node):
     return None
 
 
-@rule("expm1", "source", "exp(x) - 1 -> expm1(x): exact for tiny x")
+@rule("expm1", "source", "k*exp(x) - k -> k*expm1(x) (and 1 - y*exp(x) -> -expm1(x + log(y))): exact for tiny x")
 def _expm1(node):
-    if isinstance(node, sp.Add) and sp.S.NegativeOne in node.args:
-        for term in node.args:
-            if isinstance(term, sp.exp):
-                return expm1(term.args[0]) + (node - term + 1)
+    if not isinstance(node, sp.Add):
+        return None
+    constants = [t for t in node.args if t.is_number]
+    if len(constants) != 1:
+        return None
+    k = constants[0]
+    for term in node.args:
+        if isinstance(term, sp.Mul) or isinstance(term, (sp.exp, scaled_exp)):
+            coefficient, factor = term.as_independent(*term.free_symbols) if term.free_symbols else (term, sp.S.One)
+            if coefficient == -k and isinstance(factor, sp.exp):
+                return coefficient * expm1(factor.args[0]) + (node - term - k)
+            if coefficient == -k and isinstance(factor, scaled_exp):
+                return -k * scaled_expm1(*factor.args) + (node - term - k)
     return None
 
 
@@ -139,6 +154,41 @@ def _logaddexp(node):
     return None
 
 
+@rule("cosh_by_hand", "source", "exp(a) + exp(-a) -> 2*cosh(a), exp(a) - exp(-a) -> 2*sinh(a)")
+def _cosh_by_hand(node):
+    if not isinstance(node, sp.Add):
+        return None
+    # c*exp(a) by argument a, for terms that are a constant times one exponential.
+    scaled = {}
+    for term in node.args:
+        c, factor = term.as_coeff_Mul()
+        if isinstance(factor, sp.exp):
+            scaled[factor.args[0]] = (c, term)
+    for a, (c, term) in scaled.items():
+        if -a in scaled:
+            c_other, other = scaled[-a]
+            rest = node - term - other
+            if c_other == c and sp.default_sort_key(a) < sp.default_sort_key(-a):
+                return 2 * c * sp.cosh(a) + rest
+            if c_other == -c:
+                return 2 * c * sp.sinh(a) + rest
+    return None
+
+
+@rule("softplus_minus_linear", "source", "softplus(z) - y*z -> (1 - y)*softplus(z) + y*softplus(-z), y >= 0: no cancellation for y in [0, 1]")
+def _softplus_minus_linear(node):
+    if not isinstance(node, sp.Add):
+        return None
+    for term in node.args:
+        if isinstance(term, softplus):
+            z = term.args[0]
+            for other in node.args:
+                y = -other / z
+                if other is not term and not y.has(z) and y.free_symbols and y.is_nonnegative:
+                    return (1 - y) * softplus(z) + y * softplus(-z) + (node - term - other)
+    return None
+
+
 @rule("sinh_over_cosh", "source", "sinh(x)/cosh(x) -> tanh(x): no inf/inf")
 def _sinh_over_cosh(node):
     if isinstance(node, sp.Mul):
@@ -171,7 +221,7 @@ def _xlogy(node):
         return None
     for f in node.args:
         # y*(log(y) - log(p)): distribute, so each product is seen on its own.
-        if isinstance(f, sp.Add) and any(isinstance(t, sp.log) and not t.args[0].is_positive for t in f.atoms(sp.log)):
+        if isinstance(f, sp.Add) and any(isinstance(t, sp.log) and not t.args[0].is_positive for t in f.args):
             if any(g.is_nonnegative and not g.is_positive and not g.is_number for g in node.args):
                 return sp.expand_mul(node)
     logs = [f for f in node.args if isinstance(f, sp.log)]
@@ -213,7 +263,32 @@ def _sigmoid_power(node):
     return None
 
 
-@rule("exp_absorbs_factor", "source", "y*exp(z) -> scaled_exp(z, y) = exp(z + log(y)) for an input y >= 0: finite when exp(z) alone overflows")
+def _sigmoid_terms(expr: sp.Expr):
+    """For expr = sum of c_i*sigmoid(a_i), the pairs (c_i, a_i); None otherwise."""
+    pairs = []
+    for term in sp.Add.make_args(expr):
+        sigmoids = [f for f in sp.Mul.make_args(term) if isinstance(f, sigmoid)]
+        if len(sigmoids) != 1:
+            return None
+        coefficient = term / sigmoids[0]
+        if coefficient.has(sigmoid) or coefficient.is_negative:
+            return None
+        pairs.append((coefficient, sigmoids[0].args[0]))
+    return pairs
+
+
+@rule("sigmoid_sum_power", "source", "(c1*sigmoid(a) + c2*sigmoid(b))**g -> exp(g*logaddexp(log(c1) + logsigmoid(a), ...)) for non-integer g: no 0**negative when the sum underflows")
+def _sigmoid_sum_power(node):
+    if isinstance(node, sp.Pow) and not node.exp.is_Integer and isinstance(node.base, sp.Add):
+        pairs = _sigmoid_terms(node.base)
+        if pairs and len(pairs) == 2:
+            (c1, a1), (c2, a2) = pairs
+            log_sum = logaddexp(sp.log(c1) + logsigmoid(a1), sp.log(c2) + logsigmoid(a2))
+            return sp.exp(node.exp * log_sum)
+    return None
+
+
+@rule("exp_absorbs_factor", "loss", "y*exp(z) -> scaled_exp(z, y) = exp(z + log(y)) for an input y >= 0: finite when exp(z) alone overflows")
 def _exp_absorbs_factor(node):
     if isinstance(node, sp.Mul):
         exps = [f for f in node.args if isinstance(f, sp.exp)]
@@ -225,14 +300,19 @@ def _exp_absorbs_factor(node):
     return None
 
 
-@rule("sqrt1pm1", "source", "sqrt(1 + x) - 1 -> sqrt1pm1(x) = x/(sqrt(1 + x) + 1): exact for tiny x")
+@rule("sqrt1pm1", "source", "sqrt(x + c**2) - c -> c*sqrt1pm1(x/c**2), c > 0: exact for tiny x (pseudo-Huber, Charbonnier)")
 def _sqrt1pm1(node):
-    if isinstance(node, sp.Add) and sp.S.NegativeOne in node.args:
-        for term in node.args:
-            if isinstance(term, sp.Pow) and term.exp == sp.S.Half:
-                x = _split_one_plus(term.base)
-                if x is not None:
-                    return sqrt1pm1(x) + (node - term + 1)
+    if not isinstance(node, sp.Add):
+        return None
+    for term in node.args:
+        if isinstance(term, sp.Pow) and term.exp == sp.S.Half and isinstance(term.base, sp.Add):
+            for c_term in node.args:
+                c = -c_term
+                if c_term is term or not c.is_positive:
+                    continue
+                if (c**2) in term.base.args or (c == 1 and sp.S.One in term.base.args):
+                    x = term.base - c**2
+                    return c * sqrt1pm1(x / c**2) + (node - term - c_term)
     return None
 
 
@@ -303,9 +383,11 @@ def _common_power_base(node):
             continue
         inner = sp.Add(*(c * base ** (e - lowest) for c, e in parts))
         expanded = sp.expand(inner)
-        # Only when expanding cancels a variable away entirely: a partial cancellation would
-        # leave forms like p**2 - 2*p*y + y**2 that floats evaluate worse than (p - y)**2.
-        if expanded.free_symbols < inner.free_symbols:
+        # Only when expanding cancels a variable away entirely (SymPy may already have done so
+        # while building `inner`): a partial cancellation would leave forms such as
+        # p**2 - 2*p*y + y**2 that floats evaluate worse than (p - y)**2.
+        before = base.free_symbols.union(*(c.free_symbols for c, _ in parts))
+        if expanded.free_symbols < before:
             return sp.factor_terms(expanded) * base**lowest
     return None
 
@@ -332,7 +414,7 @@ def apply_rules(expr: sp.Expr, phase: str, applied: set[str] | None = None, max_
 
 def stabilize_loss(expr: sp.Expr, applied: set[str] | None = None) -> sp.Expr:
     """The loss as written, rewritten into stable forms before it is differentiated."""
-    return apply_rules(expr, "source", applied)
+    return apply_rules(apply_rules(expr, "source", applied), "loss", applied)
 
 
 def stabilize_derivative(expr: sp.Expr, applied: set[str] | None = None) -> sp.Expr:
@@ -372,12 +454,51 @@ def _sech_code(x):
     return 2 * e / (1 + e**2)
 
 
+class exp_plus_log(sp.Function):
+    """Print-only node: exp(z + log(y)) exactly as written (SymPy would fold it to y*exp(z))."""
+
+    nargs = 2
+
+
+class expm1_plus_log(sp.Function):
+    """Print-only node: expm1(z + log(y)) exactly as written."""
+
+    nargs = 2
+
+
+# Where exp(x) overflows or underflows in the kernel's dtype; the lower stage substitutes
+# the dtype's value, since the forms here are shared by float32 and float64.
+LOG_MAX = sp.Symbol("_log_max", positive=True)
+
+
+def _scaled_exp_code(z, y):
+    # y*exp(z) is exact to an ulp or two; exp(z + log(y)) magnifies rounding by |z + log(y)|,
+    # so it is used only where exp(z) alone would overflow or underflow.
+    return sp.Piecewise((y * sp.exp(z), sp.Abs(z) < LOG_MAX), (exp_plus_log(z, y), True))
+
+
+def _scaled_expm1_code(z, y):
+    # expm1(z + log(y)) only where y*exp(z) is near 1 (there the subtraction cancels).
+    direct = y * sp.exp(z)
+    far_from_one = sp.And(sp.Abs(z) < LOG_MAX, sp.Or(direct < sp.Rational(1, 2), direct > 2))
+    return sp.Piecewise((direct - 1, far_from_one), (expm1_plus_log(z, y), True))
+
+
 def _sqrt1pm1_code(x):
     return x / (sp.sqrt(1 + x) + 1)
 
 
+def _log_code(z):
+    """log(z); for a ratio a/b near 1, log1p((a - b)/b), where a - b is exact (Sterbenz)."""
+    a, b = sp.fraction(z)
+    if b == 1:
+        return sp.log(z)
+    near_one = sp.And(a >= b / 2, a <= 2 * b)
+    return sp.Piecewise((log1p((a - b) / b), near_one), (sp.log(z), True))
+
+
 def _xlogy_code(x, z):
-    return sp.Piecewise((0, sp.Eq(x, 0)), (x * sp.log(z), True))
+    return sp.Piecewise((0, sp.Eq(x, 0)), (x * _log_code(z), True))
 
 
 # Taylor coefficients 1/n! for n = 2..17: for |x| < 1/2 the first omitted term is below
@@ -407,6 +528,8 @@ def _log1pmx_code(x):
 
 
 EXPANSIONS: dict[type, Callable[..., sp.Expr]] = {
+    scaled_exp: _scaled_exp_code,
+    scaled_expm1: _scaled_expm1_code,
     sqrt1pm1: _sqrt1pm1_code,
     xlogy: _xlogy_code,
     expm1mx: _expm1mx_code,
@@ -420,6 +543,10 @@ EXPANSIONS: dict[type, Callable[..., sp.Expr]] = {
 }
 
 
-def expand_for_code(expr: sp.Expr) -> sp.Expr:
+LOG_MAX_BY_DTYPE = {"float64": sp.Rational(700), "float32": sp.Rational(85)}
+
+
+def expand_for_code(expr: sp.Expr, dtype: str = "float64") -> sp.Expr:
     """Replace lossgen's functions (and sech) by their stable primitive forms for printing."""
-    return expr.replace(lambda e: type(e) in EXPANSIONS, lambda e: EXPANSIONS[type(e)](*e.args))
+    expanded = expr.replace(lambda e: type(e) in EXPANSIONS, lambda e: EXPANSIONS[type(e)](*e.args))
+    return expanded.xreplace({LOG_MAX: LOG_MAX_BY_DTYPE[dtype]})

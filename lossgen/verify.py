@@ -347,7 +347,8 @@ def _fd_errors(fun, derivative, columns, name, domain, dtype: str, magnitude=Non
         # A jump inside the stencil makes the slope grow as the step shrinks (1/h).
         kink |= np.abs(narrow - wide) > 1e-2 * np.maximum(np.abs(narrow), np.abs(wide)) + 100 * noise
         usable = np.isfinite(central) & np.isfinite(exact) & (hp2 > 0) & (hm2 < 0) & ~kink
-        scale = np.maximum(np.abs(exact), np.abs(central)) + 100 * noise / TOLERANCES[dtype]["fd_rtol"]
+        # Below the smallest normal number a difference quotient has no precision to speak of.
+        scale = np.maximum(np.abs(exact), np.abs(central)) + (100 * noise + info.tiny) / TOLERANCES[dtype]["fd_rtol"]
         errors = np.where(usable, np.abs(central - exact) / np.where(scale > 0, scale, 1.0), np.nan)
     return errors, central
 

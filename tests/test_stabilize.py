@@ -28,7 +28,7 @@ y = sp.Symbol("y", nonnegative=True)
         ("source", sp.log(1 / (2 + x**2)), -sp.log(2 + x**2), "log_of_reciprocal"),
         ("source", sp.log(sp.cosh(x)), logcosh(x), "logcosh"),
         ("source", sp.log(sp.exp(a) + sp.exp(b)), logaddexp(a, b), "logaddexp"),
-        ("source", y * sp.exp(-x), scaled_exp(-x, y), "exp_absorbs_factor"),
+        ("loss", y * sp.exp(-x), scaled_exp(-x, y), "exp_absorbs_factor"),
         ("source", 1 - sigmoid(x), sigmoid(-x), "one_minus_sigmoid"),
         ("source", 2 - 2 * sigmoid(x), 2 * sigmoid(-x), "one_minus_sigmoid"),
         ("source", 1 / (1 + sp.exp(-x)) ** 2, sigmoid(x) ** 2, "sigmoid"),
@@ -52,7 +52,7 @@ def test_rule_gives_its_exact_symbolic_result(phase, written, expected, rule):
 
 def test_every_rule_has_a_name_phase_and_doc():
     assert len({r.name for r in RULES}) == len(RULES)
-    assert all(r.phase in {"source", "derived"} and r.doc for r in RULES)
+    assert all(r.phase in {"source", "loss", "derived"} and r.doc for r in RULES)
 
 
 def test_rewritten_loss_is_mathematically_unchanged():
