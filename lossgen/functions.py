@@ -219,6 +219,23 @@ class xlogy(sp.Function):
             return True
 
 
+class logratio(sp.Function):
+    """log(a/b), evaluated as log1p((a - b)/b) where a/b is near 1 (a - b is then exact)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return 1 / a if argindex == 1 else -1 / b
+
+    def _eval_rewrite_as_exp(self, a, b, **kwargs):
+        return sp.log(a / b)
+
+    def _eval_is_real(self):
+        if self.args[0].is_positive and self.args[1].is_positive:
+            return True
+
+
 class expm1mx(sp.Function):
     """exp(x) - 1 - x, exact near 0 where it is about x**2/2 (LINEX, Poisson deviance)."""
 
@@ -267,7 +284,7 @@ class log1pmx(sp.Function):
             return True
 
 
-CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh, scaled_exp, scaled_expm1, sqrt1pm1, xlogy, expm1mx, log1pmx)
+CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh, scaled_exp, scaled_expm1, sqrt1pm1, xlogy, logratio, expm1mx, log1pmx)
 
 
 def to_elementary(expr: sp.Expr) -> sp.Expr:
@@ -297,6 +314,7 @@ def to_reference_form(expr: sp.Expr) -> sp.Expr:
         scaled_expm1: lambda z, y: y * sp.exp(z) - 1,
         sqrt1pm1: lambda x: x / (sp.sqrt(1 + x) + 1),
         xlogy: lambda x, z: x * sp.log(z),
+        logratio: lambda a, b: sp.log(a) - sp.log(b),
         expm1mx: lambda x: sp.codegen.cfunctions.expm1(x) - x,
         log1pmx: lambda x: log1p(x) - x,
     }

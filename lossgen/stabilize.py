@@ -22,7 +22,8 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from .functions import (
-    expm1mx, log1pmx, logaddexp, logcosh, logsigmoid, scaled_exp, scaled_expm1, sigmoid, softplus, sqrt1pm1, xlogy,
+    expm1mx, log1pmx, logaddexp, logcosh, logratio, logsigmoid, scaled_exp, scaled_expm1, sigmoid, softplus, sqrt1pm1,
+    xlogy,
 )
 
 
@@ -243,6 +244,15 @@ def _minus_argument_in_sum(node: sp.Add, function: type, combined: type) -> sp.E
             x = term.args[0]
             if set(sp.Add.make_args(-x)) <= terms - {term}:
                 return combined(x) + (node - term + x)
+    return None
+
+
+@rule("logratio", "source", "log(a/b) -> logratio(a, b): log1p((a - b)/b) near a = b, no cancellation in log(~1)")
+def _logratio(node):
+    if isinstance(node, sp.log) and isinstance(node.args[0], sp.Mul):
+        a, b = sp.fraction(node.args[0])
+        if b != 1 and not b.is_number and a.is_nonnegative and b.is_nonnegative:
+            return logratio(a, b)
     return None
 
 
@@ -497,6 +507,10 @@ def _log_code(z):
     return sp.Piecewise((log1p((a - b) / b), near_one), (sp.log(z), True))
 
 
+def _logratio_code(a, b):
+    return _log_code(a / b)
+
+
 def _xlogy_code(x, z):
     return sp.Piecewise((0, sp.Eq(x, 0)), (x * _log_code(z), True))
 
@@ -532,6 +546,7 @@ EXPANSIONS: dict[type, Callable[..., sp.Expr]] = {
     scaled_expm1: _scaled_expm1_code,
     sqrt1pm1: _sqrt1pm1_code,
     xlogy: _xlogy_code,
+    logratio: _logratio_code,
     expm1mx: _expm1mx_code,
     log1pmx: _log1pmx_code,
     sigmoid: _sigmoid_code,

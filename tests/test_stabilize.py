@@ -7,7 +7,7 @@ from sympy.codegen.cfunctions import expm1, log1p
 
 import lossgen as lg
 from lossgen.functions import (
-    expm1mx, log1pmx, logaddexp, logcosh, logsigmoid, scaled_exp, sigmoid, softplus, sqrt1pm1, to_reference_form, xlogy,
+    expm1mx, log1pmx, logaddexp, logcosh, logratio, logsigmoid, scaled_exp, sigmoid, softplus, sqrt1pm1, to_reference_form, xlogy,
 )
 from lossgen.stabilize import RULES, apply_rules, stabilize_derivative, stabilize_loss
 
@@ -36,6 +36,7 @@ y = sp.Symbol("y", nonnegative=True)
         ("source", y * sp.log(y), xlogy(y, y), "xlogy"),
         ("source", y * sp.log(y / (1 + x**2)), xlogy(y, y / (1 + x**2)), "xlogy"),
         ("source", sp.exp(x) - 1 - x, expm1mx(x), "expm1mx"),
+        ("source", sp.log(y / (1 + x**2)), logratio(y, 1 + x**2), "logratio"),
         ("source", sp.log(1 + x) - x, log1pmx(x), "log1pmx"),
         ("source", sigmoid(x) ** a, sp.exp(a * logsigmoid(x)), "sigmoid_power"),
         ("source", sp.exp(x) / (1 + sp.exp(x)), sigmoid(x), "exp_times_sigmoid"),
