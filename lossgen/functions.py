@@ -170,6 +170,24 @@ class scaled_expm1(sp.Function):
             return True
 
 
+class exp_minus(sp.Function):
+    """exp(z) - y for data y >= 0, evaluated as y*expm1(z - log(y)) where exp(z) is near y:
+    the Poisson gradient near its optimum, exact when y = 1."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        z, y = self.args
+        return sp.exp(z) if argindex == 1 else sp.S.NegativeOne
+
+    def _eval_rewrite_as_exp(self, z, y, **kwargs):
+        return sp.exp(z) - y
+
+    def _eval_is_real(self):
+        if all(a.is_real for a in self.args):
+            return True
+
+
 class sqrt1pm1(sp.Function):
     """sqrt(1 + x) - 1, exact for tiny x (pseudo-Huber, Charbonnier)."""
 
@@ -284,7 +302,7 @@ class log1pmx(sp.Function):
             return True
 
 
-CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh, scaled_exp, scaled_expm1, sqrt1pm1, xlogy, logratio, expm1mx, log1pmx)
+CUSTOM_FUNCTIONS = (sigmoid, softplus, logsigmoid, logaddexp, logcosh, scaled_exp, scaled_expm1, exp_minus, sqrt1pm1, xlogy, logratio, expm1mx, log1pmx)
 
 
 def to_elementary(expr: sp.Expr) -> sp.Expr:
@@ -312,6 +330,7 @@ def to_reference_form(expr: sp.Expr) -> sp.Expr:
         logcosh: lambda x: sp.log(sp.cosh(x)),
         scaled_exp: lambda z, y: y * sp.exp(z),
         scaled_expm1: lambda z, y: y * sp.exp(z) - 1,
+        exp_minus: lambda z, y: sp.exp(z) - y,
         sqrt1pm1: lambda x: x / (sp.sqrt(1 + x) + 1),
         xlogy: lambda x, z: x * sp.log(z),
         logratio: lambda a, b: sp.log(a) - sp.log(b),

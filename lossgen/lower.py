@@ -17,14 +17,14 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from .errors import CodegenError
 from .functions import CUSTOM_FUNCTIONS
-from .stabilize import exp_plus_log, expand_for_code, expm1_plus_log
+from .stabilize import exp_exact, expand_for_code, expm1_exact
 
 DTYPES = ("float32", "float64")
 
 # Functions a formula may contain once lowered; anything else is refused before printing.
 SUPPORTED_FUNCTIONS = (
     sp.exp, sp.log, log1p, expm1, sp.Abs, sp.sign, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sinh, sp.cosh,
-    sp.erf, sp.erfc, sp.loggamma, sp.Max, sp.Min, sp.Piecewise, sp.sech, exp_plus_log, expm1_plus_log,
+    sp.erf, sp.erfc, sp.loggamma, sp.Max, sp.Min, sp.Piecewise, sp.sech, exp_exact, expm1_exact,
 ) + CUSTOM_FUNCTIONS
 
 
@@ -129,13 +129,11 @@ class KernelPrinter(PythonCodePrinter):
         divisor = self.parenthesize(base, precedence(sp.Pow(sp.Symbol("x"), 2)), strict=False)
         return code + f"/{divisor}" * int(count)
 
-    def _print_exp_plus_log(self, expr):
-        z, y = (self._print(a) for a in expr.args)
-        return f"math.exp({z} + math.log({y}))"
+    def _print_exp_exact(self, expr):
+        return f"math.exp({self._print(expr.args[0])})"
 
-    def _print_expm1_plus_log(self, expr):
-        z, y = (self._print(a) for a in expr.args)
-        return f"math.expm1({z} + math.log({y}))"
+    def _print_expm1_exact(self, expr):
+        return f"math.expm1({self._print(expr.args[0])})"
 
     def _print_sign(self, expr):
         return f"np.sign({self._print(expr.args[0])})"

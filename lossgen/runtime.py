@@ -182,6 +182,9 @@ def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction:
     dtype = str(dtype)
     layout_for(target)
     spec = loss.spec
-    key = kernel_key(target, dtype, spec.name, spec.doc, sp.srepr(spec.expr), repr(spec.inputs), repr(spec.wrt), repr(tuple(spec.params)))
+    key = kernel_key(
+        target, dtype, spec.name, spec.doc, sp.srepr(spec.expr), repr(spec.inputs), repr(spec.wrt),
+        repr(tuple(spec.params)), f"stabilize={spec.stabilize}",
+    )
     module = load_kernel_module(key, f"{loss.name}_{target}_{dtype}", lambda: kernel_source(loss, target, dtype))
     return Kernel(loss, target, dtype, reduction, module)

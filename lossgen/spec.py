@@ -36,6 +36,7 @@ class LossSpec:
     symbols: Mapping[str, sp.Symbol]
     doc: str = ""
     source: str = field(default="", compare=False)
+    stabilize: bool = True
 
     def symbol(self, name: str) -> sp.Symbol:
         """The SymPy symbol (with its domain's assumptions) for an input or param."""
@@ -99,7 +100,7 @@ def _substitute_helpers(expr, helpers: Mapping[str, sp.Expr], placeholders: Mapp
     return expr.xreplace(resolved)
 
 
-def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="") -> LossSpec:
+def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True) -> LossSpec:
     """Validate the constructor arguments of Loss and return an immutable LossSpec."""
     if not isinstance(name, str) or not name.isidentifier():
         raise SpecError(f"name: {name!r} is not a valid loss name (letters, digits and _)")
@@ -154,6 +155,7 @@ def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None,
         symbols=types.MappingProxyType(symbols),
         doc=doc,
         source=source,
+        stabilize=bool(stabilize),
     )
 
 
@@ -188,12 +190,16 @@ def _adopt_sympy(expr: sp.Expr, scope: Mapping[str, sp.Symbol], field_name: str)
 class Loss:
     """A loss function: formula, derivatives, analysis and compiled kernels.
 
-    Loss(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="")
-    `expr` is formula text (read by lossgen's safe parser) or a sympy.Expr.
+    Loss(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True)
+    `expr` is formula text (read by lossgen's safe parser) or a sympy.Expr. With
+    stabilize=False the rewrite rules are skipped and kernels evaluate the formula as written
+    (for comparisons and benchmarks; lossgen's own functions such as softplus stay stable).
     """
 
-    def __init__(self, name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc=""):
-        self._spec = build_spec(name, expr, inputs=inputs, wrt=wrt, params=params, where=where, domain=domain, doc=doc)
+    def __init__(self, name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True):
+        self._spec = build_spec(
+            name, expr, inputs=inputs, wrt=wrt, params=params, where=where, domain=domain, doc=doc, stabilize=stabilize
+        )
 
     @classmethod
     def from_spec(cls, spec: LossSpec) -> "Loss":
@@ -220,8 +226,11 @@ class Loss:
     @functools.cached_property
     def _derived(self):
         applied: set[str] = set()
-        stable = stabilize.stabilize_loss(self.expr, applied)
         variables = [self.symbol(w) for w in self.wrt]
+        if not self._spec.stabilize:
+            grad = derive.gradient(self.expr, variables)
+            return self.expr, grad, derive.hessian(grad, variables), ()
+        stable = stabilize.stabilize_loss(self.expr, applied)
         grad = tuple(stabilize.stabilize_derivative(g, applied) for g in derive.gradient(stable, variables))
         hess = derive.hessian(grad, variables).applyfunc(lambda h: stabilize.stabilize_derivative(h, applied))
         return stable, grad, hess, tuple(sorted(applied))
@@ -299,6 +308,7 @@ class Loss:
             symbols=types.MappingProxyType(by_name),
             doc=f"{self.name} {symbol} {other.name}",
             source=f"({self._spec.source}) {symbol} ({other._spec.source})",
+            stabilize=self._spec.stabilize and other._spec.stabilize,
         )
         return Loss.from_spec(spec)
 
@@ -322,6 +332,7 @@ class Loss:
             symbols=self._spec.symbols,
             doc=f"{factor} * {self.name}",
             source=f"{factor} * ({self._spec.source})",
+            stabilize=self._spec.stabilize,
         )
         return Loss.from_spec(spec)
 

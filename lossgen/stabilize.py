@@ -22,8 +22,8 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from .functions import (
-    expm1mx, log1pmx, logaddexp, logcosh, logratio, logsigmoid, scaled_exp, scaled_expm1, sigmoid, softplus, sqrt1pm1,
-    xlogy,
+    exp_minus, expm1mx, log1pmx, logaddexp, logcosh, logratio, logsigmoid, scaled_exp, scaled_expm1, sigmoid, softplus,
+    sqrt1pm1, xlogy,
 )
 
 
@@ -152,6 +152,16 @@ def _logaddexp(node):
         a, b = (_exp_argument(t) for t in node.args[0].args)
         if a is not None and b is not None:
             return logaddexp(a, b)
+    return None
+
+
+@rule("exp_minus_data", "derived", "exp(z) - y -> exp_minus(z, y) for data y >= 0: y*expm1(z - log(y)) where exp(z) is near y")
+def _exp_minus_data(node):
+    if isinstance(node, sp.Add):
+        exps = [t for t in node.args if isinstance(t, sp.exp)]
+        data = [t for t in node.args if isinstance(-t, sp.Symbol) and (-t).is_nonnegative]
+        if len(exps) == 1 and len(data) == 1:
+            return exp_minus(exps[0].args[0], -data[0]) + (node - exps[0] - data[0])
     return None
 
 
@@ -464,16 +474,16 @@ def _sech_code(x):
     return 2 * e / (1 + e**2)
 
 
-class exp_plus_log(sp.Function):
-    """Print-only node: exp(z + log(y)) exactly as written (SymPy would fold it to y*exp(z))."""
+class exp_exact(sp.Function):
+    """Print-only exp whose argument SymPy leaves alone (exp(z + log(y)) would fold to y*exp(z))."""
 
-    nargs = 2
+    nargs = 1
 
 
-class expm1_plus_log(sp.Function):
-    """Print-only node: expm1(z + log(y)) exactly as written."""
+class expm1_exact(sp.Function):
+    """Print-only expm1 whose argument SymPy leaves alone (expm1(z - log(y)) would become exp(z)/y - 1)."""
 
-    nargs = 2
+    nargs = 1
 
 
 # Where exp(x) overflows or underflows in the kernel's dtype; the lower stage substitutes
@@ -484,14 +494,20 @@ LOG_MAX = sp.Symbol("_log_max", positive=True)
 def _scaled_exp_code(z, y):
     # y*exp(z) is exact to an ulp or two; exp(z + log(y)) magnifies rounding by |z + log(y)|,
     # so it is used only where exp(z) alone would overflow or underflow.
-    return sp.Piecewise((y * sp.exp(z), sp.Abs(z) < LOG_MAX), (exp_plus_log(z, y), True))
+    return sp.Piecewise((y * sp.exp(z), sp.Abs(z) < LOG_MAX), (exp_exact(z + sp.log(y)), True))
 
 
 def _scaled_expm1_code(z, y):
     # expm1(z + log(y)) only where y*exp(z) is near 1 (there the subtraction cancels).
     direct = y * sp.exp(z)
     far_from_one = sp.And(sp.Abs(z) < LOG_MAX, sp.Or(direct < sp.Rational(1, 2), direct > 2))
-    return sp.Piecewise((direct - 1, far_from_one), (expm1_plus_log(z, y), True))
+    return sp.Piecewise((direct - 1, far_from_one), (expm1_exact(z + sp.log(y)), True))
+
+
+def _exp_minus_code(z, y):
+    direct = sp.exp(z)
+    near = sp.And(y > 0, direct >= y / 2, direct <= 2 * y)
+    return sp.Piecewise((y * expm1_exact(z - sp.log(y)), near), (direct - y, True))
 
 
 def _sqrt1pm1_code(x):
@@ -544,6 +560,7 @@ def _log1pmx_code(x):
 EXPANSIONS: dict[type, Callable[..., sp.Expr]] = {
     scaled_exp: _scaled_exp_code,
     scaled_expm1: _scaled_expm1_code,
+    exp_minus: _exp_minus_code,
     sqrt1pm1: _sqrt1pm1_code,
     xlogy: _xlogy_code,
     logratio: _logratio_code,

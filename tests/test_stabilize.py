@@ -7,7 +7,7 @@ from sympy.codegen.cfunctions import expm1, log1p
 
 import lossgen as lg
 from lossgen.functions import (
-    expm1mx, log1pmx, logaddexp, logcosh, logratio, logsigmoid, scaled_exp, sigmoid, softplus, sqrt1pm1, to_reference_form, xlogy,
+    exp_minus, expm1mx, log1pmx, logaddexp, logcosh, logratio, logsigmoid, scaled_exp, sigmoid, softplus, sqrt1pm1, to_reference_form, xlogy,
 )
 from lossgen.stabilize import RULES, apply_rules, stabilize_derivative, stabilize_loss
 
@@ -42,6 +42,7 @@ y = sp.Symbol("y", nonnegative=True)
         ("source", sp.exp(x) / (1 + sp.exp(x)), sigmoid(x), "exp_times_sigmoid"),
         ("source", sp.sinh(x) / sp.cosh(x), sp.tanh(x), "sinh_over_cosh"),
         ("derived", 1 - sp.tanh(x) ** 2, sp.sech(x) ** 2, "sech_squared"),
+        ("derived", sp.exp(x) - y, exp_minus(x, y), "exp_minus_data"),
         ("derived", (1 + x**2) ** a / (1 + x**2), (1 + x**2) ** (a - 1), "combine_powers"),
     ],
 )
@@ -120,3 +121,14 @@ def test_stabilized_naive_derivative_is_accurate_in_a_kernel(name, formula, doma
 def test_stable_forms_keep_kernels_single_fused_passes():
     source = _naive_loss(*NAIVE_FORMULAS[0]).compile().source
     assert source.count("for _i in prange") == 2  # per_sample and per_sample_weighted only
+
+
+def test_stabilize_false_evaluates_the_formula_as_written():
+    naive = lg.Loss("lc_naive", "log(cosh(z - y))", inputs=["y", "z"], wrt="z", stabilize=False)
+    stable = lg.Loss("lc_naive", "log(cosh(z - y))", inputs=["y", "z"], wrt="z")
+    assert naive.rewrites == () and naive.stable_expr == naive.expr
+    import numpy as np
+
+    y, z = np.zeros(1), np.array([800.0])
+    assert np.isinf(naive.compile(reduction="none")(y, z).loss[0])  # cosh(800) overflows
+    assert stable.compile(reduction="none")(y, z).loss[0] == pytest.approx(800 - np.log(2), rel=1e-15)

@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: gamma (float32) -- Gamma half-deviance up to a constant, on a log-mean p (log link); positive skewed targets; as sklearn HalfGammaLoss.
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 4; operations: 15
+# Intermediate terms: 4; operations: 16
 import math
 
 import numpy as np
@@ -18,12 +18,12 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = -p
-        _t1 = y*math.exp(_t0)
-        _t2 = (abs(p) < np.float32(85.0))
-        _t3 = (_t1 if _t2 else math.exp(_t0 + math.log(y)))
+        _t0 = y*math.exp(-p)
+        _t1 = (abs(p) < np.float32(85.0))
+        _t2 = -p + math.log(y)
+        _t3 = (_t0 if _t1 else math.exp(_t2))
         _loss = _t3 + p
-        _grad_p = -(_t1 + np.float32(-1.0) if _t2 and ((_t1 > np.float32(2.0)) or (_t1 < np.float32(0.5))) else math.expm1(_t0 + math.log(y)))
+        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(2.0)) or (_t0 < np.float32(0.5))) else math.expm1(_t2))
         _hess_p = _t3
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
@@ -41,12 +41,12 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_b * BLOCK, min(_b * BLOCK + BLOCK, _n)):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = -p
-            _t1 = y*math.exp(_t0)
-            _t2 = (abs(p) < np.float32(85.0))
-            _t3 = (_t1 if _t2 else math.exp(_t0 + math.log(y)))
+            _t0 = y*math.exp(-p)
+            _t1 = (abs(p) < np.float32(85.0))
+            _t2 = -p + math.log(y)
+            _t3 = (_t0 if _t1 else math.exp(_t2))
             _loss = _t3 + p
-            _grad_p = -(_t1 + np.float32(-1.0) if _t2 and ((_t1 > np.float32(2.0)) or (_t1 < np.float32(0.5))) else math.expm1(_t0 + math.log(y)))
+            _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(2.0)) or (_t0 < np.float32(0.5))) else math.expm1(_t2))
             _hess_p = _t3
             _acc += np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
@@ -64,12 +64,12 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = -p
-        _t1 = y*math.exp(_t0)
-        _t2 = (abs(p) < np.float32(85.0))
-        _t3 = (_t1 if _t2 else math.exp(_t0 + math.log(y)))
+        _t0 = y*math.exp(-p)
+        _t1 = (abs(p) < np.float32(85.0))
+        _t2 = -p + math.log(y)
+        _t3 = (_t0 if _t1 else math.exp(_t2))
         _loss = _t3 + p
-        _grad_p = -(_t1 + np.float32(-1.0) if _t2 and ((_t1 > np.float32(2.0)) or (_t1 < np.float32(0.5))) else math.expm1(_t0 + math.log(y)))
+        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(2.0)) or (_t0 < np.float32(0.5))) else math.expm1(_t2))
         _hess_p = _t3
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
@@ -88,12 +88,12 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_b * BLOCK, min(_b * BLOCK + BLOCK, _n)):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = -p
-            _t1 = y*math.exp(_t0)
-            _t2 = (abs(p) < np.float32(85.0))
-            _t3 = (_t1 if _t2 else math.exp(_t0 + math.log(y)))
+            _t0 = y*math.exp(-p)
+            _t1 = (abs(p) < np.float32(85.0))
+            _t2 = -p + math.log(y)
+            _t3 = (_t0 if _t1 else math.exp(_t2))
             _loss = _t3 + p
-            _grad_p = -(_t1 + np.float32(-1.0) if _t2 and ((_t1 > np.float32(2.0)) or (_t1 < np.float32(0.5))) else math.expm1(_t0 + math.log(y)))
+            _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(2.0)) or (_t0 < np.float32(0.5))) else math.expm1(_t2))
             _hess_p = _t3
             _w = _weight[_i]
             _acc += np.float64(_w * _loss)

@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: tweedie (float64) -- Tweedie half-deviance up to a constant, on a log-mean p, 1 < power < 2; zero-inflated amounts (insurance); as sklearn HalfTweedieLoss.
 # Inputs: y, p; params: power; wrt: p
-# Intermediate terms: 6; operations: 20
+# Intermediate terms: 6; operations: 22
 import math
 
 import numpy as np
