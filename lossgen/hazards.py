@@ -87,6 +87,19 @@ def _monotone(function, bounds: Bounds, increasing: bool = True) -> Bounds:
     return Bounds(-math.inf if math.isnan(lo) else lo, math.inf if math.isnan(hi) else hi)
 
 
+def _is_log_probability(expr) -> bool:
+    """take(f, y) - logsumexp(f): a log-softmax at the label, never above 0."""
+    from .rowwise import RowLogSumExp, Take
+
+    if len(expr.args) != 2:
+        return False
+    a, b = expr.args
+    for take, lse in ((a, -b), (b, -a)):
+        if isinstance(take, Take) and isinstance(lse, RowLogSumExp) and take.args[0] == lse.args[0]:
+            return True
+    return False
+
+
 class _Analysis:
     def __init__(self, bounds_of_symbols: dict, dtype: str):
         self.symbols = bounds_of_symbols
@@ -116,6 +129,8 @@ class _Analysis:
 
     def bounds_Add(self, expr):
         parts = [self.bounds(a) for a in expr.args]
+        if _is_log_probability(expr):
+            return Bounds(-math.inf, 0.0)
         if (sp.S.NegativeOne in expr.args and isinstance(expr + 1, sp.exp)) or (sp.S.One in expr.args and isinstance(1 - expr, sp.exp)):
             self.note("cancellation", expr, "exp(x) - 1 loses digits for small x")
         with np.errstate(all="ignore"):
@@ -209,6 +224,23 @@ class _Analysis:
         parts = [self.bounds(a) for a in expr.args]
         return Bounds(min(p.lo for p in parts), min(p.hi for p in parts))
 
+    # Row aggregates over C >= 1 classes.
+    def bounds_RowSum(self, expr):
+        f = self.bounds(expr.args[0])
+        return Bounds(f.lo if f.lo >= 0 else -math.inf, f.hi if f.hi <= 0 else math.inf)
+
+    def bounds_RowMean(self, expr):
+        return self.bounds(expr.args[0])
+
+    bounds_RowMax = bounds_RowMin = bounds_RowMean
+
+    def bounds_Take(self, expr):
+        return self.bounds(expr.args[0])
+
+    def bounds_RowLogSumExp(self, expr):
+        f = self.bounds(expr.args[0])
+        return Bounds(f.lo, math.inf)
+
     def bounded(lo, hi):
         def method(self, expr):
             for arg in expr.args:
@@ -221,7 +253,7 @@ class _Analysis:
     bounds_sin = bounds_cos = bounded(-1.0, 1.0)
     bounds_tanh = bounds_erf = bounded(-1.0, 1.0)
     bounds_sign = bounded(-1.0, 1.0)
-    bounds_sigmoid = bounded(0.0, 1.0)
+    bounds_sigmoid = bounds_OneHot = bounded(0.0, 1.0)
     bounds_sech = bounded(0.0, 1.0)
     bounds_erfc = bounded(0.0, 2.0)
     # lossgen's own functions: stable code, unbounded values.
@@ -270,7 +302,10 @@ def hazard_report(loss, dtype: str = "float64") -> HazardReport:
     """Analyze a Loss: its loss, gradient and Hessian, as written and as stabilized."""
     from . import derive
 
+    from .rowwise import N_CLASSES
+
     domain = {loss.symbol(n): loss.domain[n] for n in loss.spec.symbols}
+    domain[N_CLASSES] = sp.Interval(1, sp.oo)
     variables = [loss.symbol(w) for w in loss.wrt]
     written_grad = derive.gradient(loss.expr, variables)
     written = [loss.expr, *written_grad, *(derive.differentiate(g, v) for g, v in zip(written_grad, variables))]

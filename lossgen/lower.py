@@ -15,6 +15,7 @@ from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
+from . import rowwise
 from .errors import CodegenError
 from .functions import CUSTOM_FUNCTIONS
 from .stabilize import exp_exact, expand_for_code, expm1_exact
@@ -25,7 +26,7 @@ DTYPES = ("float32", "float64")
 SUPPORTED_FUNCTIONS = (
     sp.exp, sp.log, log1p, expm1, sp.Abs, sp.sign, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sinh, sp.cosh,
     sp.erf, sp.erfc, sp.loggamma, sp.Max, sp.Min, sp.Piecewise, sp.sech, exp_exact, expm1_exact,
-) + CUSTOM_FUNCTIONS
+) + CUSTOM_FUNCTIONS + rowwise.AGGREGATES + (rowwise.OneHot,)
 
 
 def check_supported(expr: sp.Expr) -> str | None:
@@ -177,6 +178,10 @@ class KernelPrinter(PythonCodePrinter):
     def _print_Symbol(self, expr):
         return expr.name
 
+    def _print_OneHot(self, expr):
+        # Inside a class loop, _j is the current class.
+        return f"({self.typed(1)} if _j == {self._print(expr.args[0])} else {self.typed(0)})"
+
     def _print_not_supported(self, expr):
         raise CodegenError(f"cannot generate kernel code for {type(expr).__name__}: {expr}")
 
@@ -222,4 +227,104 @@ def lower(loss, dtype: str) -> LoweredLoss:
         grad=tuple(printed[1:1 + n]),
         hess=tuple(printed[1 + n:]),
         operation_count=ops,
+    )
+
+
+@dataclass(frozen=True)
+class LoweredAggregate:
+    """One aggregate of a row: its kind, the printed per-class body, the class of a take."""
+
+    name: str
+    kind: str
+    temporaries: tuple[tuple[str, str], ...]
+    body: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class LoweredRows:
+    """Printed code of a row-wise loss: aggregates, then row-level values, then per-class outputs."""
+
+    dtype: str
+    inputs: tuple[str, ...]
+    roles: dict
+    params: tuple[str, ...]
+    class_params: tuple[str, ...]
+    wrt: tuple[str, ...]
+    aggregates: tuple[LoweredAggregate, ...]
+    row_temporaries: tuple[tuple[str, str], ...]
+    loss: str
+    normalizer: str
+    element_temporaries: tuple[tuple[str, str], ...]
+    grad: tuple[str, ...]
+    hess: tuple[str, ...]
+    operation_count: int
+    normalizer_aggregates: tuple[LoweredAggregate, ...] = ()
+    normalizer_temporaries: tuple[tuple[str, str], ...] = ()
+    constant_normalizer: bool = True
+
+    @property
+    def temporaries(self):
+        return self.row_temporaries + self.element_temporaries
+
+
+def _cse(exprs, prefix):
+    temporaries, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols(prefix), optimizations=None, order="none")
+    return temporaries, reduced
+
+
+def lower_rows(loss, dtype: str) -> LoweredRows:
+    """Lower a row-wise loss: every aggregate becomes a class loop whose value the row-level
+    loss and the per-class gradient and Hessian use by name."""
+    n = len(loss.wrt)
+    normalizer = loss.spec.normalizer if loss.spec.normalizer is not None else sp.S.One
+    outputs = [loss.stable_expr, normalizer, *loss.grad, *(loss.hess[k, k] for k in range(n))]
+    problem = next((m for m in map(check_supported, outputs) if m), None)
+    if problem:
+        raise CodegenError(f"{loss.name}: {problem}")
+    code = [protect_divisions(expand_for_code(e, dtype)) for e in outputs]
+    aggregates = rowwise.all_aggregates(code)
+    names = {a: sp.Symbol(f"_A{i}", real=True) for i, a in enumerate(aggregates)}
+    printer = KernelPrinter(dtype)
+    lowered_aggregates = []
+    ops = 0
+    for i, agg in enumerate(aggregates):
+        body = agg.args[0].xreplace({a: names[a] for a in aggregates if a != agg})
+        temps, (reduced,) = _cse([body], f"_a{i}_")
+        ops += int(sp.count_ops(body))
+        label = printer.doprint(agg.args[1]) if isinstance(agg, rowwise.Take) else None
+        lowered_aggregates.append(LoweredAggregate(
+            names[agg].name, agg.kind, tuple((t.name, printer.doprint(v)) for t, v in temps), printer.doprint(reduced), label,
+        ))
+    placed = [e.xreplace(names) for e in code]
+    rows = {loss.symbol(name) for name, role in loss.roles.items() if role == "row"}
+    rows |= {loss.symbol(name) for name in loss.spec.class_params}
+    for e in placed[:2]:
+        if e.free_symbols & rows or e.has(rowwise.OneHot):
+            raise CodegenError(f"{loss.name}: a row-level value uses a class element outside any aggregate: {e}")
+    row_temps, row_reduced = _cse(placed[:2], "_r")
+    element_temps, element_reduced = _cse(placed[2:], "_e")
+    # The normalizer again on its own: a small kernel sums it before the main pass, so that
+    # "mean" can scale every gradient in that one pass.
+    needed = set(rowwise.all_aggregates([code[1]]))
+    normalizer_temps, (normalizer_reduced,) = _cse([placed[1]], "_n")
+    ops += sum(int(sp.count_ops(e)) for e in placed)
+    return LoweredRows(
+        dtype=dtype,
+        inputs=tuple(loss.inputs),
+        roles=dict(loss.roles),
+        params=tuple(p for p in loss.params if p not in loss.spec.class_params),
+        class_params=tuple(loss.spec.class_params),
+        wrt=tuple(loss.wrt),
+        aggregates=tuple(lowered_aggregates),
+        row_temporaries=tuple((t.name, printer.doprint(v)) for t, v in row_temps),
+        loss=printer.doprint(row_reduced[0]),
+        normalizer=printer.doprint(row_reduced[1]),
+        element_temporaries=tuple((t.name, printer.doprint(v)) for t, v in element_temps),
+        grad=tuple(printer.doprint(e) for e in element_reduced[:n]),
+        hess=tuple(printer.doprint(e) for e in element_reduced[n:]),
+        operation_count=ops,
+        normalizer_aggregates=tuple(a for a, agg in zip(lowered_aggregates, aggregates) if agg in needed),
+        normalizer_temporaries=tuple((t.name, printer.doprint(v)) for t, v in normalizer_temps) + (("_norm", printer.doprint(normalizer_reduced)),),
+        constant_normalizer=normalizer == 1,
     )

@@ -16,6 +16,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from .errors import SpecError
+from . import rowwise
 from .functions import logaddexp, logcosh, logsigmoid, sigmoid, softplus
 
 # Limits keep hostile input from exhausting memory or time.
@@ -44,6 +45,14 @@ def _variadic(cls):
     return lambda *args: cls(*args)
 
 
+def _row_max(*args):
+    return rowwise.RowMax(args[0]) if len(args) == 1 else sp.Max(*args)
+
+
+def _row_min(*args):
+    return rowwise.RowMin(args[0]) if len(args) == 1 else sp.Min(*args)
+
+
 FUNCTIONS: dict[str, FunctionRule] = {
     "exp": FunctionRule(sp.exp, 1, 1),
     "log": FunctionRule(sp.log, 1, 1),
@@ -69,9 +78,20 @@ FUNCTIONS: dict[str, FunctionRule] = {
     "lgamma": FunctionRule(_lgamma, 1, 1),
     "Min": FunctionRule(_variadic(sp.Min), 2, None),
     "Max": FunctionRule(_variadic(sp.Max), 2, None),
-    "min": FunctionRule(_variadic(sp.Min), 2, None),
-    "max": FunctionRule(_variadic(sp.Max), 2, None),
+    # Row-wise: one argument reduces over the class axis; two or more compare element-wise.
+    "min": FunctionRule(_row_min, 1, None),
+    "max": FunctionRule(_row_max, 1, None),
+    "sum": FunctionRule(rowwise.RowSum, 1, 1),
+    "mean": FunctionRule(rowwise.RowMean, 1, 1),
+    "logsumexp": FunctionRule(rowwise.RowLogSumExp, 1, 1),
+    "take": FunctionRule(rowwise.Take, 2, 2),
+    "onehot": FunctionRule(rowwise.OneHot, 1, 1),
+    "softmax": FunctionRule(rowwise.softmax, 1, 1),
+    "log_softmax": FunctionRule(rowwise.log_softmax, 1, 1),
 }
+
+# Functions of a whole row (reductions over the class axis and row-wise transforms).
+ROW_FUNCTIONS = frozenset({"sum", "mean", "logsumexp", "take", "onehot", "softmax", "log_softmax"})
 
 CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E, "oo": sp.oo}
 
@@ -83,7 +103,7 @@ _COMPARE = {ast.Lt: sp.Lt, ast.LtE: sp.Le, ast.Gt: sp.Gt, ast.GtE: sp.Ge, ast.Eq
 # Names the generated kernels use for themselves; user names must not shadow them.
 RESERVED_NAMES = frozenset(
     {"np", "math", "numba", "nb", "prange", "njit", "cuda", "range", "len", "float", "int",
-     "min", "max", "abs", "sum", "mean", "True", "False", "None", "weight", "out", "self"}
+     "min", "max", "abs", "sum", "mean", "True", "False", "None", "weight", "out", "self", "reduction"}
 ) | set(FUNCTIONS) | set(CONSTANTS) | set(RELATION_FUNCTIONS) | {"Piecewise", "And", "Or", "Not"}
 
 

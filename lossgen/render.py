@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from .errors import CodegenError
-from .lower import LoweredLoss
+from .lower import LoweredLoss, LoweredRows
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -24,13 +24,14 @@ class KernelLayout:
 
     target: str
     template: str
+    rowwise_template: str
     block: int = 4096
     # Never nnan/ninf: they let LLVM assume NaN and inf away, which breaks IEEE propagation.
     fastmath: frozenset = frozenset({"contract", "nsz"})
 
 
 KERNEL_LAYOUTS: dict[str, KernelLayout] = {
-    "cpu": KernelLayout("cpu", "cpu_elementwise.py.jinja"),
+    "cpu": KernelLayout("cpu", "cpu_elementwise.py.jinja", "cpu_rowwise.py.jinja"),
 }
 
 
@@ -57,11 +58,18 @@ def layout_for(target: str) -> KernelLayout:
         raise CodegenError(f"unknown target {target!r}; available: {', '.join(KERNEL_LAYOUTS)}") from None
 
 
-def render_kernel(lowered: LoweredLoss, target: str, name: str, doc: str = "") -> str:
+def render_kernel(lowered: LoweredLoss | LoweredRows, target: str, name: str, doc: str = "") -> str:
     """Source code of the kernel module for one (loss, target, dtype)."""
     layout = layout_for(target)
-    template = template_environment().get_template(layout.template)
+    rowwise = isinstance(lowered, LoweredRows)
+    template_name = layout.rowwise_template if rowwise else layout.template
+    template = template_environment().get_template(template_name)
     fastmath = "{" + ", ".join(repr(f) for f in sorted(layout.fastmath)) + "}"
+    extra = {}
+    if rowwise:
+        extra["row_inputs"] = [n for n in lowered.inputs if lowered.roles[n] == "row"]
+        extra["per_row_inputs"] = [n for n in lowered.inputs if lowered.roles[n] != "row"]
     return template.render(
-        lowered=lowered, name=name, doc=doc, template_name=layout.template, block=layout.block, fastmath=fastmath
+        lowered=lowered, name=name, doc=doc, template_name=template_name, block=layout.block, fastmath=fastmath,
+        real=f"np.{lowered.dtype}", **extra,
     )

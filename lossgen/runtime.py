@@ -16,7 +16,7 @@ import sympy as sp
 
 from .cache import kernel_key, load_kernel_module
 from .errors import CodegenError, InputError
-from .lower import DTYPES, lower
+from .lower import DTYPES, lower, lower_rows
 from .render import layout_for, render_kernel
 
 REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
@@ -40,7 +40,8 @@ class Result:
 def kernel_source(loss, target: str, dtype: str) -> str:
     """Rendered module source for (loss, target, dtype); cached per Loss in this process."""
     layout_for(target)
-    return render_kernel(lower(loss, dtype), target, loss.name, loss.doc)
+    lowered = lower_rows(loss, dtype) if loss.rowwise else lower(loss, dtype)
+    return render_kernel(lowered, target, loss.name, loss.doc)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class Kernel:
     def __call__(self, *arrays, weight=None, **named) -> Result:
         """Evaluate loss, gradient and Hessian diagonal; see Result for shapes."""
         bound, given_params = self._bind(arrays, named)
+        if self.loss.rowwise:
+            return self._call_rows(bound, given_params, weight)
         converted = {n: self._array(n, bound[n], n in self.loss.wrt) for n in self.loss.inputs}
         shape = converted[self.loss.wrt[0]].shape
         for name, array in converted.items():
@@ -158,6 +161,100 @@ class Kernel:
                 loss_value = float(np.float64(total) / np.float64(scale))
         grads = tuple(outputs[2 * k].reshape(shape) for k in range(len(self.loss.wrt)))
         hesses = tuple(outputs[2 * k + 1].reshape(shape) for k in range(len(self.loss.wrt)))
+        if len(grads) == 1:
+            return Result(loss_value, grads[0], hesses[0])
+        return Result(loss_value, grads, hesses)
+
+    def _labels(self, name: str, value, rows: int, classes: int, ignore) -> np.ndarray:
+        labels = np.asarray(value)
+        if labels.dtype.kind not in "iu":
+            raise InputError(f"array {name!r} holds class labels and must be integers, got dtype {labels.dtype}")
+        if labels.shape != (rows,):
+            raise InputError(f"array {name!r} has shape {labels.shape}, expected ({rows},): one label per row")
+        bad = (labels < 0) | (labels >= classes)
+        if ignore is not None:
+            bad &= labels != ignore
+        if bad.any():
+            first = int(labels[np.argmax(bad)])
+            raise InputError(f"array {name!r} has label {first} outside 0..{classes - 1}" + (f" (ignore_index is {ignore})" if ignore is not None else ""))
+        return np.ascontiguousarray(labels, dtype=np.int64)
+
+    def _class_param(self, name: str, given, classes: int) -> np.ndarray:
+        check = self._params[name]
+        if given is None:
+            given = check.default
+        values = np.asarray(given, dtype=np.float64)
+        if values.ndim == 0:
+            values = np.full(classes, check.value(float(values)))
+        elif values.shape != (classes,):
+            raise InputError(f"param {name!r} has shape {values.shape}, expected ({classes},): one value per class")
+        else:
+            for v in values:
+                check.value(float(v))
+        return np.ascontiguousarray(values, dtype=self.dtype)
+
+    def _call_rows(self, bound, given_params, weight) -> Result:
+        roles = self.loss.roles
+        wrt0 = self.loss.wrt[0]
+        row_arrays = {n: self._array(n, bound[n], n in self.loss.wrt) for n in self.loss.inputs if roles[n] == "row"}
+        shape = row_arrays[wrt0].shape
+        if len(shape) != 2:
+            raise InputError(f"array {wrt0!r} is a row-wise input and must be 2-D (rows x classes), got shape {shape}")
+        rows, classes = shape
+        for name, array in row_arrays.items():
+            if array.shape != shape:
+                raise InputError(f"array {name!r} has shape {array.shape}, expected {shape} like {wrt0!r}")
+        scalar = self.dtype.type
+        class_params = set(self.loss.spec.class_params)
+        ignore = None
+        if "ignore_index" in self._params and "ignore_index" not in class_params:
+            ignore = int(self._params["ignore_index"].value(given_params.get("ignore_index", self._params["ignore_index"].default)))
+        arguments = []
+        for name in self.loss.inputs:
+            role = roles[name]
+            if role == "row":
+                arguments.append(row_arrays[name])
+            elif role == "label":
+                arguments.append(self._labels(name, bound[name], rows, classes, ignore))
+            else:
+                array = self._array(name, bound[name], False)
+                if array.shape != (rows,):
+                    raise InputError(f"array {name!r} has one value per row and must have shape ({rows},), got {array.shape}")
+                arguments.append(array)
+        for name in self._params:
+            if name not in class_params:
+                arguments.append(scalar(self._params[name].value(given_params.get(name, self._params[name].default))))
+        for name in self.loss.spec.class_params:
+            arguments.append(self._class_param(name, given_params.get(name), classes))
+        suffix = ""
+        if weight is not None:
+            weight = self._array("weight", weight, False)
+            if weight.shape != (rows,):
+                raise InputError(f"array 'weight' has one value per row and must have shape ({rows},), got {weight.shape}")
+            arguments.append(weight)
+            suffix = "_weighted"
+        scale = 1.0
+        if self.reduction in ("mean", "weighted_mean"):
+            use_weight = self.reduction == "weighted_mean" and weight is not None
+            if hasattr(self._module, "normalizers"):
+                norms = np.empty(rows, np.float64)
+                function = self._module.normalizers_weighted if use_weight else self._module.normalizers
+                function(*(arguments if use_weight else arguments[:-1] if weight is not None else arguments), norms)
+                scale = float(np.sum(norms))
+            else:
+                scale = float(np.sum(weight, dtype=np.float64)) if use_weight else float(rows)
+        outputs = []
+        for _ in self.loss.wrt:
+            outputs += [np.empty(shape, self.dtype), np.empty(shape, self.dtype)]
+        loss_out = np.empty(rows, np.float64)
+        getattr(self._module, "rows" + suffix)(*arguments, scalar(scale), loss_out, *outputs)
+        if self.reduction == "none":
+            loss_value = loss_out.astype(self.dtype)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                loss_value = float(np.float64(np.sum(loss_out)) / np.float64(scale))
+        grads = tuple(outputs[2 * k] for k in range(len(self.loss.wrt)))
+        hesses = tuple(outputs[2 * k + 1] for k in range(len(self.loss.wrt)))
         if len(grads) == 1:
             return Result(loss_value, grads[0], hesses[0])
         return Result(loss_value, grads, hesses)

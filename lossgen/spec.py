@@ -20,7 +20,11 @@ from .domain import REAL_LINE, assumptions_for, interval_text, parse_interval
 from .errors import SpecError
 from .parse import check_name, parse_expression
 
-SPEC_KEYS = ("expr", "inputs", "wrt", "params", "where", "domain", "doc")
+SPEC_KEYS = ("expr", "inputs", "wrt", "params", "where", "domain", "doc", "normalizer")
+
+# Roles of inputs: per-sample values of an elementwise loss, or for a row-wise loss a row
+# (rows x classes, used inside aggregates), a class label per row, or one value per row.
+ROLES = ("sample", "row", "label")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,14 @@ class LossSpec:
     doc: str = ""
     source: str = field(default="", compare=False)
     stabilize: bool = True
+    roles: Mapping[str, str] = field(default_factory=dict)
+    class_params: tuple[str, ...] = ()
+    normalizer: sp.Expr | None = None
+
+    @property
+    def rowwise(self) -> bool:
+        """Whether the loss reduces over a class axis (some input is a row)."""
+        return "row" in self.roles.values()
 
     def symbol(self, name: str) -> sp.Symbol:
         """The SymPy symbol (with its domain's assumptions) for an input or param."""
@@ -100,7 +112,7 @@ def _substitute_helpers(expr, helpers: Mapping[str, sp.Expr], placeholders: Mapp
     return expr.xreplace(resolved)
 
 
-def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True) -> LossSpec:
+def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True, normalizer=None) -> LossSpec:
     """Validate the constructor arguments of Loss and return an immutable LossSpec."""
     if not isinstance(name, str) or not name.isidentifier():
         raise SpecError(f"name: {name!r} is not a valid loss name (letters, digits and _)")
@@ -144,6 +156,10 @@ def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None,
     unused = [w for w in wrt_names if symbols[w] not in body.free_symbols]
     if unused:
         raise SpecError(f"wrt: the formula does not depend on {unused[0]!r}")
+    norm = None
+    if normalizer is not None:
+        norm = _substitute_helpers(_read_expr(normalizer, scope, "normalizer"), helpers, placeholders)
+    roles, class_params = _shape_roles(body, norm, input_names, wrt_names, symbols, param_values)
     source = expr if isinstance(expr, str) else sp.sstr(expr)
     return LossSpec(
         name=name,
@@ -156,7 +172,50 @@ def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None,
         doc=doc,
         source=source,
         stabilize=bool(stabilize),
+        roles=types.MappingProxyType(roles),
+        class_params=class_params,
+        normalizer=norm,
     )
+
+
+def _shape_roles(body, normalizer, inputs, wrt, symbols, params) -> tuple[dict, tuple]:
+    """Each input's role (sample, row, label) and the params used per class, from where the
+    formula uses them; mixed uses are a SpecError naming the input."""
+    from . import rowwise
+
+    exprs = [body] + ([normalizer] if normalizer is not None else [])
+    if not any(rowwise.is_rowwise(e) for e in exprs):
+        return {n: "sample" for n in inputs}, ()
+    labels, inside, outside = set(), set(), set()
+    for e in exprs:
+        labels |= rowwise.label_symbols(e)
+        inside |= rowwise.symbols_inside_aggregates(e)
+        outside |= rowwise.symbols_outside_aggregates(e)
+    roles = {}
+    for n in inputs:
+        sym = symbols[n]
+        if sym in labels:
+            if sym in inside - labels:
+                raise SpecError(f"inputs: {n!r} is a class label (in take/onehot) and also a row inside an aggregate")
+            roles[n] = "label"
+        elif sym in inside:
+            if sym in outside:
+                raise SpecError(f"inputs: {n!r} is used inside an aggregate (a row) and outside one (a value per row); use it one way")
+            roles[n] = "row"
+        else:
+            roles[n] = "sample"
+    for w in wrt:
+        if roles[w] != "row":
+            raise SpecError(f"wrt: {w!r} must be a row (used inside sum, mean, logsumexp, max, min, take or softmax) in a row-wise loss")
+    class_params = tuple(n for n in params if symbols[n] in inside)
+    for n in class_params:
+        if symbols[n] in outside:
+            raise SpecError(f"params: {n!r} is used inside an aggregate (one value per class) and outside one")
+    if normalizer is not None:
+        stray = [n for n in inputs if roles[n] == "row" and symbols[n] in rowwise.symbols_outside_aggregates(normalizer)]
+        if stray or any(symbols[w] in normalizer.free_symbols for w in wrt):
+            raise SpecError("normalizer: must not depend on the wrt inputs (it weighs rows in the mean)")
+    return roles, class_params
 
 
 def _read_expr(value, scope: Mapping[str, sp.Symbol], field_name: str) -> sp.Expr:
@@ -187,18 +246,29 @@ def _adopt_sympy(expr: sp.Expr, scope: Mapping[str, sp.Symbol], field_name: str)
     return expr
 
 
+def _same_normalizer(a: "Loss", b: "Loss"):
+    if a._spec.normalizer is None and b._spec.normalizer is None:
+        return None
+    if sp.srepr(a._spec.normalizer) != sp.srepr(b._spec.normalizer):
+        raise SpecError(f"cannot combine {a.name!r} and {b.name!r}: they normalize their means differently")
+    return a._spec.normalizer
+
+
 class Loss:
     """A loss function: formula, derivatives, analysis and compiled kernels.
 
-    Loss(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True)
-    `expr` is formula text (read by lossgen's safe parser) or a sympy.Expr. With
+    Loss(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True, normalizer=None)
+    `expr` is formula text (read by lossgen's safe parser) or a sympy.Expr. A row-wise loss may
+    give `normalizer`, a per-row weight that reduction "mean" divides by instead of the row
+    count (torch's cross-entropy divides by the class weights of the non-ignored labels). With
     stabilize=False the rewrite rules are skipped and kernels evaluate the formula as written
     (for comparisons and benchmarks; lossgen's own functions such as softplus stay stable).
     """
 
-    def __init__(self, name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True):
+    def __init__(self, name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True, normalizer=None):
         self._spec = build_spec(
-            name, expr, inputs=inputs, wrt=wrt, params=params, where=where, domain=domain, doc=doc, stabilize=stabilize
+            name, expr, inputs=inputs, wrt=wrt, params=params, where=where, domain=domain, doc=doc,
+            stabilize=stabilize, normalizer=normalizer,
         )
 
     @classmethod
@@ -217,6 +287,8 @@ class Loss:
     params = property(lambda self: self._spec.params, doc="Scalar parameters and their defaults.")
     domain = property(lambda self: self._spec.domain, doc="Interval of every input and param.")
     doc = property(lambda self: self._spec.doc, doc="One-line description.")
+    rowwise = property(lambda self: self._spec.rowwise, doc="Whether the loss reduces over a class axis.")
+    roles = property(lambda self: self._spec.roles, doc="Each input's role: sample, row or label.")
 
     def symbol(self, name: str) -> sp.Symbol:
         """The SymPy symbol of an input or param."""
@@ -283,6 +355,8 @@ class Loss:
                 f"cannot combine {self.name!r} and {other.name!r}: inputs/wrt differ "
                 f"({list(self.inputs)}/{list(self.wrt)} vs {list(other.inputs)}/{list(other.wrt)})"
             )
+        if dict(self._spec.roles) != dict(other._spec.roles):
+            raise SpecError(f"cannot combine {self.name!r} and {other.name!r}: their inputs have different shapes {dict(self._spec.roles)} vs {dict(other._spec.roles)}")
         clash = sorted(set(self.params) & set(other.params))
         if clash:
             raise SpecError(f"params: {clash[0]!r} is a parameter of both {self.name!r} and {other.name!r}; rename one")
@@ -309,6 +383,9 @@ class Loss:
             doc=f"{self.name} {symbol} {other.name}",
             source=f"({self._spec.source}) {symbol} ({other._spec.source})",
             stabilize=self._spec.stabilize and other._spec.stabilize,
+            roles=self._spec.roles,
+            class_params=tuple(dict.fromkeys(self._spec.class_params + other._spec.class_params)),
+            normalizer=_same_normalizer(self, other),
         )
         return Loss.from_spec(spec)
 
@@ -333,6 +410,9 @@ class Loss:
             doc=f"{factor} * {self.name}",
             source=f"{factor} * ({self._spec.source})",
             stabilize=self._spec.stabilize,
+            roles=self._spec.roles,
+            class_params=self._spec.class_params,
+            normalizer=self._spec.normalizer,
         )
         return Loss.from_spec(spec)
 

@@ -359,10 +359,17 @@ def _sech_squared(node):
     return None
 
 
-@rule("combine_powers", "derived", "u**g / u -> u**(g - 1): finite where u underflows to 0")
+@rule("combine_powers", "derived", "u**g / u -> u**(g - 1) (also with -u): finite where u underflows to 0")
 def _combine_powers(node):
     if not isinstance(node, sp.Mul):
         return None
+    symbolic = {f.base: f for f in node.args if isinstance(f, sp.Pow) and not f.exp.is_Integer}
+    for f in node.args:
+        base, k = (f.base, f.exp) if isinstance(f, sp.Pow) else (f, sp.S.One)
+        if k.is_Integer and -base in symbolic and not base.is_number:
+            # b**k * (-b)**g = (-1)**k * (-b)**(g + k), built whole (SymPy would split (-b)**k).
+            power = symbolic[-base]
+            return node / (f * power) * (-1) ** k * sp.Pow(-base, power.exp + k)
     bases = [f.base if isinstance(f, sp.Pow) else f for f in node.args]
     symbolic = any(isinstance(f, sp.Pow) and not f.exp.is_Integer for f in node.args)
     if symbolic and len(set(bases)) < len(bases):

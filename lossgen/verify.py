@@ -359,6 +359,8 @@ def verify(loss, n: int = 1000, seed: int = 0, dtype: str = "float64") -> Verifi
     Returns a VerificationReport: .ok, .max_rel_err {output: worst relative error},
     .worst {output: input values of the worst case}, .failures (one message per failing output).
     """
+    if loss.rowwise:
+        return verify_rows(loss, n, seed, dtype)
     kernel = loss.compile(target="cpu", dtype=dtype, reduction="none")
     columns = sample_inputs(loss, n, seed, dtype)
     params = {k: float(np.asarray(v, dtype=dtype)) for k, v in loss.params.items()}
@@ -438,4 +440,123 @@ def _worst(output, errors, tolerance, columns, kernel_values, reference_values) 
         kernel_value=float(kernel_values[i]) if len(errors) else 0.0,
         reference_value=float(reference_values[i]) if len(errors) else 0.0,
         checked=len(errors),
+    )
+
+
+# --- row-wise losses ----------------------------------------------------------------------
+
+REFERENCE_CLASSES = 4
+
+
+@functools.lru_cache(maxsize=256)
+def _row_reference(loss, labels: tuple) -> Reference:
+    """mpmath evaluators for one row with concrete labels: aggregates written out over
+    REFERENCE_CLASSES classes and differentiated element by element, independently of the
+    aggregate derivative rules the kernel was generated with."""
+    from .rowwise import expand_row
+
+    C = REFERENCE_CLASSES
+    row_names = [n for n in loss.inputs if loss.roles[n] == "row"] + list(loss.spec.class_params)
+    elements = {loss.symbol(n): [sp.Symbol(f"{n}_{j}", real=True) for j in range(C)] for n in row_names}
+    label_values = {loss.symbol(n): v for n, v in zip([n for n in loss.inputs if loss.roles[n] == "label"], labels)}
+    written = expand_row(loss.expr, elements, label_values, C)
+    wrt = [elements[loss.symbol(w)] for w in loss.wrt]
+    exprs = [written]
+    for variables in wrt:
+        grads = [derive.differentiate(written, v) for v in variables]
+        exprs += grads
+        exprs += [derive.differentiate(g, v) for g, v in zip(grads, variables)]
+    exprs = [to_reference_form(e) for e in exprs]
+    per_row = [loss.symbol(n) for n in loss.inputs if loss.roles[n] != "row"]
+    scalars = [loss.symbol(n) for n in loss.params if n not in loss.spec.class_params]
+    symbols = [s for n in row_names for s in elements[loss.symbol(n)]] + per_row + scalars
+    outputs = ("loss", *(f"{kind}_{w}[{j}]" for w in loss.wrt for kind in ("grad", "hess") for j in range(C)))
+    values = sp.lambdify(symbols, exprs, modules="mpmath")
+    magnitudes = sp.lambdify(symbols, [_magnitude(e) for e in exprs], modules="mpmath")
+    return Reference(tuple(str(s) for s in symbols), outputs, values, magnitudes)
+
+
+def _sample_rows(loss, rows: int, seed: int, dtype: str) -> dict:
+    """Rows of random values from each input's domain, with hard values planted in some rows."""
+    rng = np.random.default_rng(seed)
+    C = REFERENCE_CLASSES
+    data = {}
+    for name in loss.inputs:
+        role, interval = loss.roles[name], loss.domain[name]
+        if role == "row":
+            values = _random_values(interval, rows * C, rng, dtype).reshape(rows, C)
+            hard = _hard_values(interval, dtype)
+            for i in range(0, rows, 3):
+                values[i, rng.integers(0, C)] = hard[rng.integers(0, len(hard))]
+            data[name] = values.astype(dtype)
+        elif role == "label":
+            data[name] = rng.integers(0, C, rows)
+        else:
+            data[name] = _random_values(interval, rows, rng, dtype).astype(dtype)
+    return data
+
+
+def verify_rows(loss, n: int, seed: int, dtype: str) -> VerificationReport:
+    """verify() for a row-wise loss: rows of REFERENCE_CLASSES classes, element by element."""
+    C = REFERENCE_CLASSES
+    rows = max(8, n // 10)
+    data = _sample_rows(loss, rows, seed, dtype)
+    kernel = loss.compile(target="cpu", dtype=dtype, reduction="none")
+    params = {k: float(np.asarray(v, dtype=dtype)) for k, v in loss.params.items()}
+    result = kernel(**data, **params)
+    grads = result.grad if len(loss.wrt) > 1 else (result.grad,)
+    hesses = result.hess if len(loss.wrt) > 1 else (result.hess,)
+    row_names = [n for n in loss.inputs if loss.roles[n] == "row"]
+    label_names = [n for n in loss.inputs if loss.roles[n] == "label"]
+    per_row = [n for n in loss.inputs if loss.roles[n] != "row"]
+    scalars = [params[k] for k in loss.params if k not in loss.spec.class_params]
+    truths, sizes = [], []
+    for i in range(rows):
+        reference = _row_reference(loss, tuple(int(data[n][i]) for n in label_names))
+        point = [float(v) for n in row_names for v in data[n][i]]
+        point += [float(params[c]) for c in loss.spec.class_params for _ in range(C)]
+        point += [float(data[n][i]) for n in per_row] + scalars
+        values, magnitudes = evaluate_reference(reference, point)
+        truths.append(values)
+        sizes.append(magnitudes)
+    tol = TOLERANCES[dtype]
+    columns = {name: data[name] for name in loss.inputs}
+    checks = []
+
+    def check(output, kernel_values, index):
+        truth = [t[index] for t in truths]
+        size = [m[index] for m in sizes]
+        errors = _relative_errors(kernel_values, truth, size, dtype)
+        flat = {k: (v if v.ndim == 1 else v[:, 0]) for k, v in columns.items()}
+        return _worst(output, errors, tol["rtol"], flat, kernel_values, [float(t) for t in truth])
+
+    checks.append(check("loss", result.loss, 0))
+    for k, w in enumerate(loss.wrt):
+        base = 1 + k * 2 * C
+        worst_grad = max((check(f"grad_{w}", grads[k][:, j], base + j) for j in range(C)), key=lambda c: c.max_rel_err)
+        worst_hess = max((check(f"hess_{w}", hesses[k][:, j], base + C + j) for j in range(C)), key=lambda c: c.max_rel_err)
+        checks += [worst_grad, worst_hess]
+        for output, derivative, take in ((f"fd_grad_{w}", grads[k], "loss"), (f"fd_hess_{w}", hesses[k], "grad")):
+            worst = None
+            for j in range(C):
+                index = 0 if take == "loss" else base + j
+                magnitude = _as_floats([m[index] for m in sizes])
+                def fun(cols, j=j):
+                    moved = dict(data)
+                    array = data[w].copy()
+                    array[:, j] = cols[w]
+                    moved[w] = array
+                    out = kernel(**moved, **params)
+                    return out.loss if take == "loss" else (out.grad if len(loss.wrt) == 1 else out.grad[k])[:, j]
+                errors, central = _fd_errors(fun, derivative[:, j], {w: data[w][:, j]}, w, loss.domain[w], dtype, magnitude)
+                candidate = _worst(output, np.nan_to_num(errors, nan=0.0), tol["fd_rtol"], {w: data[w][:, j]}, derivative[:, j], central)
+                worst = candidate if worst is None or candidate.max_rel_err > worst.max_rel_err else worst
+            checks.append(worst)
+    return VerificationReport(
+        loss=loss.name,
+        dtype=dtype,
+        samples=rows,
+        checks=tuple(checks),
+        max_rel_err={c.output: c.max_rel_err for c in checks},
+        worst={c.output: c.worst_input for c in checks},
     )

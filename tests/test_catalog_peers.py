@@ -636,7 +636,7 @@ def test_cross_entropy_matches_torch_cross_entropy_loss(kernel, kwargs, reductio
     labels = rng.integers(0, classes, rows)
     peer_kwargs = dict(kwargs)
     if "class_weight" in peer_kwargs:
-        peer_kwargs["weight"] = torch.tensor(peer_kwargs.pop("class_weight"))
+        peer_kwargs["weight"] = torch.tensor(peer_kwargs.pop("class_weight"), dtype=torch.float64)
     pt = torch.tensor(logits, requires_grad=True)
     out = F.cross_entropy(pt, torch.tensor(labels), reduction=reduction, **peer_kwargs)
     (grad,) = torch.autograd.grad(out.sum(), pt)

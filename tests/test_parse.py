@@ -143,7 +143,8 @@ FUNCTION_VALUES = {
 
 
 def test_every_whitelisted_function_has_a_value_check():
-    assert set(FUNCTION_VALUES) == set(parse.FUNCTIONS)
+    # Row-wise functions reduce over a class axis; tests/test_rowwise.py checks their values.
+    assert set(FUNCTION_VALUES) == set(parse.FUNCTIONS) - parse.ROW_FUNCTIONS
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTION_VALUES))
