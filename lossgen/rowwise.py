@@ -18,10 +18,27 @@ import sympy as sp
 N_CLASSES = sp.Symbol("_C", positive=True, integer=True)
 
 
-class OneHot(sp.Function):
+class _ShownByFormulaName:
+    """Print as the name a formula uses (logsumexp(p), not RowLogSumExp(p))."""
+
+    display = ""
+
+    def _sympystr(self, printer):
+        return f"{self.display}({', '.join(printer._print(a) for a in self.args)})"
+
+    def _pretty(self, printer):
+        return printer._print_Function(self, func_name=self.display)
+
+    def _latex(self, printer):
+        args = ", ".join(printer._print(a) for a in self.args)
+        return rf"\operatorname{{{self.display}}}\left({args}\right)"
+
+
+class OneHot(_ShownByFormulaName, sp.Function):
     """onehot(y): 1 at the class y of the row, 0 elsewhere (an element-level value)."""
 
     nargs = 1
+    display = "onehot"
 
     def _eval_is_real(self):
         return True
@@ -33,7 +50,7 @@ class OneHot(sp.Function):
         return sp.S.Zero
 
 
-class Aggregate(sp.Function):
+class Aggregate(_ShownByFormulaName, sp.Function):
     """Base of reductions over the class axis; subclasses give the weight d(self)/d(f_k)."""
 
     nargs = 1
@@ -70,6 +87,7 @@ AGGREGATES_PLACEHOLDER: tuple = ()
 
 
 class RowSum(Aggregate):
+    display = "sum"
     """sum(f): sum of f over the classes of the row."""
 
     kind = "sum"
@@ -84,6 +102,7 @@ class RowSum(Aggregate):
 
 
 class RowMean(Aggregate):
+    display = "mean"
     """mean(f): mean of f over the classes of the row."""
 
     kind = "mean"
@@ -98,6 +117,7 @@ class RowMean(Aggregate):
 
 
 class RowLogSumExp(Aggregate):
+    display = "logsumexp"
     """logsumexp(f): log(sum(exp(f))), computed max-shifted so it never overflows."""
 
     kind = "logsumexp"
@@ -107,6 +127,7 @@ class RowLogSumExp(Aggregate):
 
 
 class RowMax(Aggregate):
+    display = "max"
     """max(f) over the classes of the row."""
 
     kind = "max"
@@ -116,6 +137,7 @@ class RowMax(Aggregate):
 
 
 class RowMin(Aggregate):
+    display = "min"
     """min(f) over the classes of the row."""
 
     kind = "min"
@@ -125,6 +147,7 @@ class RowMin(Aggregate):
 
 
 class Take(Aggregate):
+    display = "take"
     """take(f, y): f at the class y of the row (x[i, y[i]])."""
 
     nargs = 2

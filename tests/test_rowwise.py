@@ -36,7 +36,7 @@ def test_wrt_must_be_a_row():
 
 
 def test_derivatives_use_aggregate_rules(user_ce):
-    assert str(user_ce.grad[0]) == "exp(p - RowLogSumExp(p)) - OneHot(y)"
+    assert str(user_ce.grad[0]) == "exp(p - logsumexp(p)) - onehot(y)"
 
 
 @pytest.mark.parametrize(
