@@ -18,6 +18,7 @@ from .cache import kernel_key, load_kernel_module
 from .errors import CodegenError, InputError
 from .lower import DTYPES, lower, lower_rows
 from .render import layout_for, render_kernel
+from .transforms import apply_transform
 
 REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
 
@@ -161,6 +162,11 @@ class Kernel:
                 loss_value = float(np.float64(total) / np.float64(scale))
         grads = tuple(outputs[2 * k].reshape(shape) for k in range(len(self.loss.wrt)))
         hesses = tuple(outputs[2 * k + 1].reshape(shape) for k in range(len(self.loss.wrt)))
+        return self._result(loss_value, grads, hesses)
+
+    def _result(self, loss_value, grads, hesses) -> Result:
+        if self.loss.spec.transform and self.reduction != "none":
+            loss_value, grads, hesses = apply_transform(self.loss.spec.transform, loss_value, grads, hesses)
         if len(grads) == 1:
             return Result(loss_value, grads[0], hesses[0])
         return Result(loss_value, grads, hesses)
@@ -255,9 +261,7 @@ class Kernel:
                 loss_value = float(np.float64(np.sum(loss_out)) / np.float64(scale))
         grads = tuple(outputs[2 * k] for k in range(len(self.loss.wrt)))
         hesses = tuple(outputs[2 * k + 1] for k in range(len(self.loss.wrt)))
-        if len(grads) == 1:
-            return Result(loss_value, grads[0], hesses[0])
-        return Result(loss_value, grads, hesses)
+        return self._result(loss_value, grads, hesses)
 
     def _scale(self, size: int, weight) -> float:
         if self.reduction == "sum":

@@ -20,7 +20,7 @@ from .domain import REAL_LINE, assumptions_for, interval_text, parse_interval
 from .errors import SpecError
 from .parse import check_name, parse_expression
 
-SPEC_KEYS = ("expr", "inputs", "wrt", "params", "where", "domain", "doc", "normalizer")
+SPEC_KEYS = ("expr", "inputs", "wrt", "params", "where", "domain", "doc", "normalizer", "transform")
 
 # Roles of inputs: per-sample values of an elementwise loss, or for a row-wise loss a row
 # (rows x classes, used inside aggregates), a class label per row, or one value per row.
@@ -44,6 +44,7 @@ class LossSpec:
     roles: Mapping[str, str] = field(default_factory=dict)
     class_params: tuple[str, ...] = ()
     normalizer: sp.Expr | None = None
+    transform: str | None = None
 
     @property
     def rowwise(self) -> bool:
@@ -112,7 +113,7 @@ def _substitute_helpers(expr, helpers: Mapping[str, sp.Expr], placeholders: Mapp
     return expr.xreplace(resolved)
 
 
-def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True, normalizer=None) -> LossSpec:
+def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True, normalizer=None, transform=None) -> LossSpec:
     """Validate the constructor arguments of Loss and return an immutable LossSpec."""
     if not isinstance(name, str) or not name.isidentifier():
         raise SpecError(f"name: {name!r} is not a valid loss name (letters, digits and _)")
@@ -160,6 +161,10 @@ def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None,
     if normalizer is not None:
         norm = _substitute_helpers(_read_expr(normalizer, scope, "normalizer"), helpers, placeholders)
     roles, class_params = _shape_roles(body, norm, input_names, wrt_names, symbols, param_values)
+    from .transforms import TRANSFORMS
+
+    if transform is not None and transform not in TRANSFORMS:
+        raise SpecError(f"transform: unknown transform {transform!r}; available: {', '.join(TRANSFORMS)}")
     source = expr if isinstance(expr, str) else sp.sstr(expr)
     return LossSpec(
         name=name,
@@ -175,6 +180,7 @@ def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None,
         roles=types.MappingProxyType(roles),
         class_params=class_params,
         normalizer=norm,
+        transform=transform,
     )
 
 
@@ -260,15 +266,20 @@ class Loss:
     Loss(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True, normalizer=None)
     `expr` is formula text (read by lossgen's safe parser) or a sympy.Expr. A row-wise loss may
     give `normalizer`, a per-row weight that reduction "mean" divides by instead of the row
-    count (torch's cross-entropy divides by the class weights of the non-ignored labels). With
+    count (torch's cross-entropy divides by the class weights of the non-ignored labels).
+    `transform` (e.g. "sqrt", for RMSE) applies to the reduced loss, with the exact gradient
+    and Hessian diagonal of the composition; reduction "none" returns the terms untransformed. With
     stabilize=False the rewrite rules are skipped and kernels evaluate the formula as written
     (for comparisons and benchmarks; lossgen's own functions such as softplus stay stable).
     """
 
-    def __init__(self, name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True, normalizer=None):
+    def __init__(
+        self, name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True, normalizer=None,
+        transform=None,
+    ):
         self._spec = build_spec(
             name, expr, inputs=inputs, wrt=wrt, params=params, where=where, domain=domain, doc=doc,
-            stabilize=stabilize, normalizer=normalizer,
+            stabilize=stabilize, normalizer=normalizer, transform=transform,
         )
 
     @classmethod
@@ -357,6 +368,8 @@ class Loss:
             )
         if dict(self._spec.roles) != dict(other._spec.roles):
             raise SpecError(f"cannot combine {self.name!r} and {other.name!r}: their inputs have different shapes {dict(self._spec.roles)} vs {dict(other._spec.roles)}")
+        if self._spec.transform or other._spec.transform:
+            raise SpecError(f"cannot add {self.name!r} and {other.name!r}: a loss with a transform (such as RMSE's sqrt) is not a sum of per-sample terms")
         clash = sorted(set(self.params) & set(other.params))
         if clash:
             raise SpecError(f"params: {clash[0]!r} is a parameter of both {self.name!r} and {other.name!r}; rename one")
@@ -413,6 +426,7 @@ class Loss:
             roles=self._spec.roles,
             class_params=self._spec.class_params,
             normalizer=self._spec.normalizer,
+            transform=self._spec.transform,
         )
         return Loss.from_spec(spec)
 

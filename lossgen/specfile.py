@@ -11,7 +11,7 @@ from .spec import SPEC_KEYS, Loss
 REQUIRED_KEYS = ("expr", "inputs", "wrt")
 _TYPES = {
     "expr": (str,), "inputs": (list, str), "wrt": (list, str), "params": (dict,),
-    "where": (dict,), "domain": (dict,), "doc": (str,), "normalizer": (str,),
+    "where": (dict,), "domain": (dict,), "doc": (str,), "normalizer": (str,), "transform": (str,),
 }
 
 
