@@ -211,7 +211,7 @@ def lower(loss, dtype: str) -> LoweredLoss:
     if problem:
         raise CodegenError(f"{loss.name}: {problem}")
     code_exprs = [protect_divisions(expand_for_code(e, dtype)) for e in outputs]
-    temporaries, reduced = sp.cse(code_exprs, symbols=sp.numbered_symbols("_t"), optimizations=None, order="none")
+    temporaries, reduced = _cse(code_exprs, "_t")
     printer = KernelPrinter(dtype)
     printed_temps = tuple((sym.name, printer.doprint(value)) for sym, value in temporaries)
     printed = [printer.doprint(e) for e in reduced]
@@ -269,8 +269,21 @@ class LoweredRows:
 
 
 def _cse(exprs, prefix):
-    temporaries, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols(prefix), optimizations=None, order="none")
-    return temporaries, reduced
+    """One CSE over exprs, blind to the inside of cold-branch nodes.
+
+    exp_exact/expm1_exact sit in branches taken only where a plain form would overflow or
+    cancel; a subexpression CSE hoisted out of them (log(y), say) would run for every sample.
+    """
+    cold = {}
+
+    def hide(node):
+        cold.setdefault(node, sp.Dummy(f"cold{len(cold)}"))
+        return cold[node]
+
+    hidden = [e.replace(lambda n: isinstance(n, (exp_exact, expm1_exact)), hide) for e in exprs]
+    temporaries, reduced = sp.cse(hidden, symbols=sp.numbered_symbols(prefix), optimizations=None, order="none")
+    back = {d: n for n, d in cold.items()}
+    return [(t, v.xreplace(back)) for t, v in temporaries], [e.xreplace(back) for e in reduced]
 
 
 def lower_rows(loss, dtype: str) -> LoweredRows:

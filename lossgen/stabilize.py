@@ -505,15 +505,16 @@ def _scaled_exp_code(z, y):
 
 
 def _scaled_expm1_code(z, y):
-    # expm1(z + log(y)) only where y*exp(z) is near 1 (there the subtraction cancels).
+    # expm1(z + log(y)) only where y*exp(z) is within [3/4, 3/2] of 1: outside, the direct
+    # subtraction loses at most a factor 3 (u/|u - 1| <= 3), and most samples skip the log.
     direct = y * sp.exp(z)
-    far_from_one = sp.And(sp.Abs(z) < LOG_MAX, sp.Or(direct < sp.Rational(1, 2), direct > 2))
+    far_from_one = sp.And(sp.Abs(z) < LOG_MAX, sp.Or(direct < sp.Rational(3, 4), direct > sp.Rational(3, 2)))
     return sp.Piecewise((direct - 1, far_from_one), (expm1_exact(z + sp.log(y)), True))
 
 
 def _exp_minus_code(z, y):
     direct = sp.exp(z)
-    near = sp.And(y > 0, direct >= y / 2, direct <= 2 * y)
+    near = sp.And(y > 0, direct >= 3 * y / 4, direct <= 3 * y / 2)
     return sp.Piecewise((y * expm1_exact(z - sp.log(y)), near), (direct - y, True))
 
 

@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: gamma (float32) -- Gamma half-deviance up to a constant, on a log-mean p (log link); positive skewed targets; as sklearn HalfGammaLoss.
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 4; operations: 16
+# Intermediate terms: 3; operations: 19
 import math
 
 import numpy as np
@@ -20,11 +20,10 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = y*math.exp(-p)
         _t1 = (abs(p) < np.float32(85.0))
-        _t2 = -p + math.log(y)
-        _t3 = (_t0 if _t1 else math.exp(_t2))
-        _loss = _t3 + p
-        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(2.0)) or (_t0 < np.float32(0.5))) else math.expm1(_t2))
-        _hess_p = _t3
+        _t2 = (_t0 if _t1 else math.exp(-p + math.log(y)))
+        _loss = _t2 + p
+        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else math.expm1(-p + math.log(y)))
+        _hess_p = _t2
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -43,11 +42,10 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = y*math.exp(-p)
             _t1 = (abs(p) < np.float32(85.0))
-            _t2 = -p + math.log(y)
-            _t3 = (_t0 if _t1 else math.exp(_t2))
-            _loss = _t3 + p
-            _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(2.0)) or (_t0 < np.float32(0.5))) else math.expm1(_t2))
-            _hess_p = _t3
+            _t2 = (_t0 if _t1 else math.exp(-p + math.log(y)))
+            _loss = _t2 + p
+            _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else math.expm1(-p + math.log(y)))
+            _hess_p = _t2
             _acc += np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -66,11 +64,10 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         p = p_arr[_i]
         _t0 = y*math.exp(-p)
         _t1 = (abs(p) < np.float32(85.0))
-        _t2 = -p + math.log(y)
-        _t3 = (_t0 if _t1 else math.exp(_t2))
-        _loss = _t3 + p
-        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(2.0)) or (_t0 < np.float32(0.5))) else math.expm1(_t2))
-        _hess_p = _t3
+        _t2 = (_t0 if _t1 else math.exp(-p + math.log(y)))
+        _loss = _t2 + p
+        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else math.expm1(-p + math.log(y)))
+        _hess_p = _t2
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -90,11 +87,10 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = y*math.exp(-p)
             _t1 = (abs(p) < np.float32(85.0))
-            _t2 = -p + math.log(y)
-            _t3 = (_t0 if _t1 else math.exp(_t2))
-            _loss = _t3 + p
-            _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(2.0)) or (_t0 < np.float32(0.5))) else math.expm1(_t2))
-            _hess_p = _t3
+            _t2 = (_t0 if _t1 else math.exp(-p + math.log(y)))
+            _loss = _t2 + p
+            _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else math.expm1(-p + math.log(y)))
+            _hess_p = _t2
             _w = _weight[_i]
             _acc += np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

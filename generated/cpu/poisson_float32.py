@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: poisson (float32) -- Poisson negative log-likelihood on a log-mean p (log link); counts; as torch poisson_nll_loss(log_input=True).
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 2; operations: 16
+# Intermediate terms: 2; operations: 18
 import math
 
 import numpy as np
@@ -21,7 +21,7 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         _t0 = math.exp(p)
         _t1 = -_t0
         _loss = -_t1 - p*y
-        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (np.float32(0.5))*y) and (_t0 <= np.float32(2.0)*y) and (y > np.float32(0.0)) else -_t1 - y)
+        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (np.float32(0.75))*y) and (_t0 <= (np.float32(1.5))*y) and (y > np.float32(0.0)) else -_t1 - y)
         _hess_p = _t0
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
@@ -42,7 +42,7 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _t0 = math.exp(p)
             _t1 = -_t0
             _loss = -_t1 - p*y
-            _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (np.float32(0.5))*y) and (_t0 <= np.float32(2.0)*y) and (y > np.float32(0.0)) else -_t1 - y)
+            _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (np.float32(0.75))*y) and (_t0 <= (np.float32(1.5))*y) and (y > np.float32(0.0)) else -_t1 - y)
             _hess_p = _t0
             _acc += np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
@@ -63,7 +63,7 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         _t0 = math.exp(p)
         _t1 = -_t0
         _loss = -_t1 - p*y
-        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (np.float32(0.5))*y) and (_t0 <= np.float32(2.0)*y) and (y > np.float32(0.0)) else -_t1 - y)
+        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (np.float32(0.75))*y) and (_t0 <= (np.float32(1.5))*y) and (y > np.float32(0.0)) else -_t1 - y)
         _hess_p = _t0
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
@@ -85,7 +85,7 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             _t0 = math.exp(p)
             _t1 = -_t0
             _loss = -_t1 - p*y
-            _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (np.float32(0.5))*y) and (_t0 <= np.float32(2.0)*y) and (y > np.float32(0.0)) else -_t1 - y)
+            _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (np.float32(0.75))*y) and (_t0 <= (np.float32(1.5))*y) and (y > np.float32(0.0)) else -_t1 - y)
             _hess_p = _t0
             _w = _weight[_i]
             _acc += np.float64(_w * _loss)

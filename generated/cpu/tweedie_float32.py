@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: tweedie (float32) -- Tweedie half-deviance up to a constant, on a log-mean p, 1 < power < 2; zero-inflated amounts (insurance); as sklearn HalfTweedieLoss.
 # Inputs: y, p; params: power; wrt: p
-# Intermediate terms: 6; operations: 22
+# Intermediate terms: 5; operations: 24
 import math
 
 import numpy as np
@@ -20,13 +20,12 @@ def per_sample(y_arr, p_arr, power, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = power + np.float32(-1.0)
         _t1 = -_t0
-        _t2 = _t1*p
-        _t3 = (y*math.exp(_t2) if (abs(_t0*p) < np.float32(85.0)) else math.exp(_t2 + math.log(y)))
-        _t4 = np.float32(2.0) - power
-        _t5 = math.exp(_t4*p)
-        _loss = (-_t3)/_t1 + _t5/_t4
-        _grad_p = -_t3 + _t5
-        _hess_p = -_t1*_t3 + _t4*_t5
+        _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+        _t3 = np.float32(2.0) - power
+        _t4 = math.exp(_t3*p)
+        _loss = (-_t2)/_t1 + _t4/_t3
+        _grad_p = -_t2 + _t4
+        _hess_p = -_t1*_t2 + _t3*_t4
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -45,13 +44,12 @@ def reduced(y_arr, p_arr, power, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = power + np.float32(-1.0)
             _t1 = -_t0
-            _t2 = _t1*p
-            _t3 = (y*math.exp(_t2) if (abs(_t0*p) < np.float32(85.0)) else math.exp(_t2 + math.log(y)))
-            _t4 = np.float32(2.0) - power
-            _t5 = math.exp(_t4*p)
-            _loss = (-_t3)/_t1 + _t5/_t4
-            _grad_p = -_t3 + _t5
-            _hess_p = -_t1*_t3 + _t4*_t5
+            _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+            _t3 = np.float32(2.0) - power
+            _t4 = math.exp(_t3*p)
+            _loss = (-_t2)/_t1 + _t4/_t3
+            _grad_p = -_t2 + _t4
+            _hess_p = -_t1*_t2 + _t3*_t4
             _acc += np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -70,13 +68,12 @@ def per_sample_weighted(y_arr, p_arr, power, _weight, _loss_out, _grad_p_out, _h
         p = p_arr[_i]
         _t0 = power + np.float32(-1.0)
         _t1 = -_t0
-        _t2 = _t1*p
-        _t3 = (y*math.exp(_t2) if (abs(_t0*p) < np.float32(85.0)) else math.exp(_t2 + math.log(y)))
-        _t4 = np.float32(2.0) - power
-        _t5 = math.exp(_t4*p)
-        _loss = (-_t3)/_t1 + _t5/_t4
-        _grad_p = -_t3 + _t5
-        _hess_p = -_t1*_t3 + _t4*_t5
+        _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+        _t3 = np.float32(2.0) - power
+        _t4 = math.exp(_t3*p)
+        _loss = (-_t2)/_t1 + _t4/_t3
+        _grad_p = -_t2 + _t4
+        _hess_p = -_t1*_t2 + _t3*_t4
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -96,13 +93,12 @@ def reduced_weighted(y_arr, p_arr, power, _weight, _scale, _grad_p_out, _hess_p_
             p = p_arr[_i]
             _t0 = power + np.float32(-1.0)
             _t1 = -_t0
-            _t2 = _t1*p
-            _t3 = (y*math.exp(_t2) if (abs(_t0*p) < np.float32(85.0)) else math.exp(_t2 + math.log(y)))
-            _t4 = np.float32(2.0) - power
-            _t5 = math.exp(_t4*p)
-            _loss = (-_t3)/_t1 + _t5/_t4
-            _grad_p = -_t3 + _t5
-            _hess_p = -_t1*_t3 + _t4*_t5
+            _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+            _t3 = np.float32(2.0) - power
+            _t4 = math.exp(_t3*p)
+            _loss = (-_t2)/_t1 + _t4/_t3
+            _grad_p = -_t2 + _t4
+            _hess_p = -_t1*_t2 + _t3*_t4
             _w = _weight[_i]
             _acc += np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
