@@ -63,12 +63,75 @@ def _indent(text: str) -> str:
 
 
 def cmd_list(args) -> int:
-    from . import catalog
+    """One line per catalog loss: name, convexity verdict, doc (or, with --task, why it fits).
 
+    --convex keeps losses proved convex (or affine); --robust those with a proved finite
+    gradient bound (robust to outliers); --smooth those proved C1 or smoother."""
+    import math
+
+    from . import catalog, properties
+    from .tasks import fits
+
+    shown = 0
     for name, loss in catalog().items():
-        verdict = loss.convexity().verdict
-        print(f"{name:<26} {verdict:<8} {loss.doc}")
+        fit = fits(name, args.task) if args.task else None
+        if args.task and fit is None:
+            continue
+        convexity = loss.convexity()
+        if args.convex and not convexity.is_convex:
+            continue
+        notes = []
+        if args.robust:
+            bound = properties.grad_bound(loss)
+            if bound is None or not math.isfinite(bound):
+                continue
+            notes.append(f"|grad| <= {bound:.6g}")
+        if args.smooth:
+            smoothness = properties.smoothness(loss)
+            if smoothness not in ("C1", "C2", "Cinf"):
+                continue
+            notes.append(smoothness)
+        description = fit.why if fit else loss.doc
+        if notes:
+            description += f" [{'; '.join(notes)}]"
+        print(f"{name:<26} {convexity.verdict:<8} {description}")
+        shown += 1
+    if shown == 0:
+        print("lossgen list: no catalog loss matches these filters", file=sys.stderr)
     return 0
+
+
+def _print_properties(loss) -> None:
+    """The properties block of `lossgen inspect`, one line each, with its reason indented."""
+    import math
+
+    properties = loss.properties()
+    reasons = properties.reasons
+    kinks = f" (kinks: {'; '.join(properties.kinks)})" if properties.kinks else ""
+    print(f"smoothness: {properties.smoothness}{kinks}")
+    print(f"hessian sign: {properties.hessian_sign}")
+    if reasons.get("hessian_sign"):
+        print(f"    {reasons['hessian_sign']}")
+    constant = {True: "yes", False: "no", None: "unknown"}[properties.hessian_constant]
+    print(f"constant hessian: {constant}")
+    bound = properties.grad_bound
+    at = ", ".join(f"{k}={v}" for k, v in properties.grad_bound_params.items())
+    where = f" (at {at})" if at else ""
+    for w in loss.wrt:
+        if bound is None:
+            print(f"grad bound: |d loss / d {w}| unknown")
+        elif math.isinf(bound):
+            print(f"grad bound: |d loss / d {w}| is unbounded{where}")
+        else:
+            print(f"grad bound: |d loss / d {w}| <= {bound:.6g}{where}")
+    if reasons.get("grad_bound"):
+        print(f"    {reasons['grad_bound']}")
+    below = {True: "yes", False: "no", None: "unknown"}[properties.bounded_below]
+    if properties.minimizer:
+        below += ", minimizer " + ", ".join(f"{k} = {sp.sstr(v)}" for k, v in properties.minimizer.items())
+    print(f"bounded below: {below}")
+    if reasons.get("bounded_below"):
+        print(f"    {reasons['bounded_below']}")
 
 
 def cmd_inspect(args) -> int:
@@ -103,6 +166,7 @@ def cmd_inspect(args) -> int:
             print(_indent(convexity.certificate))
         if convexity.counterexample:
             print("    counterexample: " + ", ".join(f"{k}={v}" for k, v in convexity.counterexample.items()))
+        _print_properties(loss)
         print()
     return 0
 
@@ -196,7 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the lossgen command."""
     parser = _Parser(prog="lossgen", description="Loss formulas to verified, fused kernels.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    commands.add_parser("list", help="the catalog, one line a loss with its convexity verdict").set_defaults(run=cmd_list)
+    from .tasks import TASKS
+
+    listing = commands.add_parser("list", help="the catalog, one line a loss with its convexity verdict")
+    listing.add_argument("--task", choices=TASKS, help="only losses that fit this problem, with a line on why")
+    listing.add_argument("--convex", action="store_true", help="only losses proved convex")
+    listing.add_argument("--robust", action="store_true", help="only losses with a proved finite gradient bound")
+    listing.add_argument("--smooth", action="store_true", help="only losses proved C1 or smoother")
+    listing.set_defaults(run=cmd_list)
     inspect = commands.add_parser("inspect", help="expression, gradient, Hessian, convexity, domain")
     inspect.add_argument("losses", nargs="+", metavar="NAME|FILE.toml[:NAME]")
     inspect.add_argument("--latex", action="store_true", help="print LaTeX instead of pretty text")

@@ -19,11 +19,14 @@ inputs and params in their domains, or at the values given as `fixed`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable, Mapping
@@ -114,6 +117,14 @@ class Problem:
     def others(self) -> tuple[sp.Symbol, ...]:
         return tuple(s for s in self.domain if s not in self.variables)
 
+    @functools.cached_property
+    def hessian(self) -> sp.Matrix | None:
+        """The Hessian of the formula as written, where it is smooth in the wrt inputs."""
+        if not smooth_in(self.expr, self.variables):
+            return None
+        n = len(self.variables)
+        return sp.Matrix(n, n, lambda i, j: sp.diff(self.expr, self.variables[i], self.variables[j]))
+
 
 def exact_number(value) -> sp.Expr:
     """A user's number as an exact SymPy number: 0.25 -> 1/4, 2.0 -> 2, 0.1 -> 1/10."""
@@ -124,22 +135,13 @@ def exact_number(value) -> sp.Expr:
 
 def make_problem(loss, fixed: Mapping[str, float]) -> Problem:
     """The loss with `fixed` values substituted (validated: known names, inside their domains)."""
-    from .errors import SpecError
-
-    subs = {}
-    for name, value in fixed.items():
-        if name not in loss.spec.symbols:
-            raise SpecError(f"convexity: {name!r} is not an input or param of {loss.name!r}")
-        if name in loss.wrt:
-            raise SpecError(f"convexity: {name!r} is a wrt input; fix only other inputs and params")
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-            raise SpecError(f"convexity: {name}={value!r} is not a finite number")
-        number = exact_number(value)
-        if not loss.domain[name].contains(number):
-            raise SpecError(f"convexity: {name}={value} lies outside its domain {loss.domain[name]}")
-        subs[loss.symbol(name)] = number
+    make_problem_check(loss, fixed)
+    subs = {loss.symbol(name): exact_number(value) for name, value in fixed.items()}
     expr = loss.expr.xreplace(subs)
     stable = loss.stable_expr.xreplace(subs) if _known(loss.expr) else expr
+    if not finite_form(stable):
+        # The stable form may use log(y) where the formula has y*log(...): at y = 0 it breaks.
+        stable = expr
     free = expr.free_symbols | stable.free_symbols
     names = [n for n in (*loss.inputs, *loss.params)]
     domain = {loss.symbol(n): loss.domain[n] for n in names if loss.symbol(n) in free}
@@ -155,6 +157,11 @@ def make_problem(loss, fixed: Mapping[str, float]) -> Problem:
         intervals=types.MappingProxyType({n: loss.domain[n] for n in names}),
         param_names=tuple(loss.params),
     )
+
+
+def finite_form(expr: sp.Expr) -> bool:
+    """No infinite or undefined constant (what substituting an end of a domain can create)."""
+    return not expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo)
 
 
 def _typical(interval: sp.Interval) -> float:
@@ -567,6 +574,9 @@ def _union(parts: list[Range]) -> Range:
 
 _PI_LO = float(sp.pi)  # just below pi
 _PI_HI = math.nextafter(_PI_LO, INF)
+# Bounds on the curvature and monotonicity breaks of sin and cos, rounded toward safety.
+_HALF_PI_LO, _HALF_PI_HI = _PI_LO / 2, _PI_HI / 2
+_THREE_HALF_PI_LO = 4.7123889803846  # below 3*pi/2 = 4.71238898038469
 
 
 def _trig(a: Range, shift: float) -> Range:
@@ -860,6 +870,59 @@ def nonnegative_by_bisection(program: RangeProgram, env: Mapping[sp.Symbol, Rang
 
 # --- proving an expression non-negative ----------------------------------------------------------
 
+class TimeLimit(Exception):
+    """A SymPy call ran past its time limit (the analysis declines rather than hangs)."""
+
+
+_DEADLINES: list[float] = []  # perf_counter deadlines of the enclosing time limits
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise TimeLimit in the block after `seconds` (SIGALRM; only in the main thread, elsewhere
+    the block runs unlimited). Nested limits keep the outer deadline."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+    outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
+    start = time.perf_counter()
+    budget = min(seconds, outer_left) if outer_left > 0 else seconds
+
+    def expire(signum, frame):
+        raise TimeLimit()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, budget)
+    _DEADLINES.append(start + budget)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        _DEADLINES.pop()
+        if outer_left > 0:
+            left = outer_left - (time.perf_counter() - start)
+            if left <= 0:
+                raise TimeLimit()
+            signal.setitimer(signal.ITIMER_REAL, left)
+
+
+def limited(call, seconds: float = 1.0, default=None):
+    """call() under a time limit; `default` when it runs out or SymPy fails. When an enclosing
+    limit has run out too, TimeLimit propagates to it."""
+    try:
+        with time_limit(seconds):
+            return call()
+    except TimeLimit:
+        if any(d <= time.perf_counter() for d in _DEADLINES):
+            raise
+        return default
+    except Exception:  # noqa: BLE001 - a SymPy failure only loses this attempt
+        if os.environ.get("LOSSGEN_DEBUG") == "2":
+            raise
+        return default
+
+
 def _ops(expr) -> int:
     try:
         return int(sp.count_ops(expr))
@@ -867,27 +930,27 @@ def _ops(expr) -> int:
         return 10**6
 
 
-def candidate_forms(expr: sp.Expr, max_ops: int = 400) -> list[sp.Expr]:
-    """Equal forms of expr in which interval arithmetic loses less: factored, cancelled, simplified."""
-    forms = [expr]
+def candidate_forms(expr: sp.Expr, max_ops: int = 400):
+    """Equal forms of expr in which interval arithmetic loses less: the expression itself, then
+    (lazily, each under a time limit) factored, cancelled and simplified forms."""
+    yield expr
     size = _ops(expr)
     if size > max_ops:
-        return forms
+        return
     attempts = [
         lambda e: sp.factor_terms(e),
         lambda e: sp.factor(sp.together(e)),
         lambda e: sp.cancel(sp.together(e)),
     ]
-    if size <= 150:
+    if size <= 150 and not expr.has(sp.Piecewise):
         attempts.append(lambda e: sp.factor(sp.simplify(e)))
+    seen = {expr}
     for attempt in attempts:
-        try:
-            form = attempt(expr)
-        except Exception:  # noqa: BLE001 - a failed simplification only loses a form
+        form = limited(lambda: attempt(expr), 0.5)
+        if form is None or form in seen or form.has(sp.nan, sp.zoo, sp.I):
             continue
-        if form not in forms and not form.has(sp.nan, sp.zoo, sp.I):
-            forms.append(form)
-    return forms
+        seen.add(form)
+        yield form
 
 
 def prove_nonnegative(expr: sp.Expr, env: Mapping[sp.Symbol, Range], *, strict: bool = False,
@@ -895,8 +958,9 @@ def prove_nonnegative(expr: sp.Expr, env: Mapping[sp.Symbol, Range], *, strict: 
     """A one-line reason why expr >= 0 (> 0 if strict) for all symbols in `env`, or None."""
     if expr == 0:
         return None if strict else "it is identically 0"
-    forms = candidate_forms(expr)
-    for form in forms:
+    forms = []
+    for form in candidate_forms(expr):
+        forms.append(form)
         r = bound(form, env)
         if r is not None and (r.positive() if strict else r.nonneg()):
             shown = "" if form == expr else f"written {text(form, 120)}, "
@@ -917,15 +981,30 @@ def is_zero(expr: sp.Expr) -> bool:
     """Whether expr is identically 0 (proved by expansion, cancellation or simplification)."""
     if expr == 0:
         return True
+    if _nonzero_at_a_point(expr):
+        return False  # cheap, and "not proved zero" is always a safe answer
     for attempt in (sp.expand, lambda e: sp.cancel(sp.together(e)), sp.simplify):
         if attempt is sp.simplify and _ops(expr) > 200:
             break
-        try:
-            if attempt(expr) == 0:
-                return True
-        except Exception:  # noqa: BLE001
-            continue
+        if limited(lambda: attempt(expr) == 0, 0.5, False):
+            return True
     return False
+
+
+_PROBE = (0.3127, 0.6891, 0.4513, 0.8247, 0.1733, 0.5569)
+
+
+def _nonzero_at_a_point(expr: sp.Expr) -> bool:
+    """Whether expr is clearly nonzero at a point of (0, 1)**n (where most domains have room)."""
+    symbols = tuple(sorted(expr.free_symbols, key=lambda s: s.name))
+    point = [_PROBE[k % len(_PROBE)] + 0.01 * (k // len(_PROBE)) for k in range(len(symbols))]
+
+    def probe():
+        with mpmath.workdps(30):
+            value = mpmath_function(expr, symbols)(*[mpmath.mpf(v) for v in point])
+            return isinstance(value, mpmath.mpf) and mpmath.isfinite(value) and abs(value) > 1e-8
+
+    return bool(limited(probe, 0.3, False))
 
 
 # ============================================================================================
@@ -1128,15 +1207,17 @@ def _min_atom(*ranges):
     return Atom(False, True, (1,) * len(ranges), "Min is concave and increasing in each argument")
 
 
-def _s_shaped(name: str, increasing: bool = True):
-    """Sigmoid-like functions: convex left of 0, concave right of it (or the mirror image)."""
+def _s_shaped(name: str, convex_left: bool = True):
+    """Increasing functions convex on one side of 0 and concave on the other: sigmoid, tanh and
+    erf are convex left of 0; sinh is concave left of 0."""
 
     def atom_of(r):
-        m = 1 if increasing else -1
         if r is not None and r.nonpos():
-            return Atom(increasing, not increasing, (m,), f"{name} is {'convex' if increasing else 'concave'} for a non-positive argument")
+            kind = "convex" if convex_left else "concave"
+            return Atom(convex_left, not convex_left, (1,), f"{name} is increasing and {kind} for a non-positive argument")
         if r is not None and r.nonneg():
-            return Atom(not increasing, increasing, (m,), f"{name} is {'concave' if increasing else 'convex'} for a non-negative argument")
+            kind = "concave" if convex_left else "convex"
+            return Atom(not convex_left, convex_left, (1,), f"{name} is increasing and {kind} for a non-negative argument")
         return None
 
     return atom_of
@@ -1145,7 +1226,7 @@ def _s_shaped(name: str, increasing: bool = True):
 function_rule(sigmoid)(_s_shaped("sigmoid"))
 function_rule(sp.tanh)(_s_shaped("tanh"))
 function_rule(sp.erf)(_s_shaped("erf"))
-function_rule(sp.sinh)(_s_shaped("sinh", increasing=False))
+function_rule(sp.sinh)(_s_shaped("sinh", convex_left=False))
 
 
 @function_rule(sp.erfc)
@@ -1170,7 +1251,7 @@ def _loggamma_atom(r):
 def _sin_atom(r):
     if r is None:
         return None
-    mono = 1 if r.within(-_PI_LO / 2, _PI_LO / 2) else (-1 if r.within(_PI_HI / 2, 3 * _PI_LO / 2) else 0)
+    mono = 1 if r.within(-_HALF_PI_LO, _HALF_PI_LO) else (-1 if r.within(_HALF_PI_HI, _THREE_HALF_PI_LO) else 0)
     if r.within(0.0, _PI_LO):
         return Atom(False, True, (mono,), "sin is concave on [0, pi]")
     if r.within(-_PI_LO, 0.0):
@@ -1183,9 +1264,9 @@ def _cos_atom(r):
     if r is None:
         return None
     mono = -1 if r.within(0.0, _PI_LO) else (1 if r.within(-_PI_LO, 0.0) else 0)
-    if r.within(-_PI_LO / 2, _PI_LO / 2):
+    if r.within(-_HALF_PI_LO, _HALF_PI_LO):
         return Atom(False, True, (mono,), "cos is concave on [-pi/2, pi/2]")
-    if r.within(_PI_HI / 2, 3 * _PI_LO / 2):
+    if r.within(_HALF_PI_HI, _THREE_HALF_PI_LO):
         return Atom(True, False, (mono,), "cos is convex on [pi/2, 3*pi/2]")
     return None
 
@@ -1585,6 +1666,7 @@ def special_values(interval: sp.Interval, dense: bool = False) -> list[float]:
 
 
 def _random_values(interval: sp.Interval, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Random values inside an interval (candidates only: a counterexample is rechecked exactly)."""
     lo, hi = float(interval.start), float(interval.end)
     if math.isfinite(lo) and math.isfinite(hi):
         v = lo + (hi - lo) * rng.random(count)
@@ -1596,7 +1678,10 @@ def _random_values(interval: sp.Interval, count: int, rng: np.random.Generator) 
             v = hi - magnitude
         else:
             v = magnitude * rng.choice([-1.0, 1.0], count)
-    return np.array([x for x in v if inside(interval, float(x))] or [_typical(interval)])
+    keep = (v > lo) | ((v == lo) & (not interval.left_open))
+    keep &= (v < hi) | ((v == hi) & (not interval.right_open))
+    v = v[keep & np.isfinite(v)]
+    return v if len(v) else np.array([_typical(interval)])
 
 
 def sample_others(problem: Problem, count: int, rng: np.random.Generator) -> dict:
@@ -1645,8 +1730,6 @@ def _kink_roots(expr: sp.Expr, x: sp.Symbol) -> list[sp.Expr]:
             continue
         if not r.has(x) and r not in roots:
             roots.append(r)
-            if any(isinstance(n, sp.Abs) for n in sp.preorder_traversal(g)) is False:
-                pass
     # Abs(u) <= c and similar give two roots, u = c and u = -c.
     extra = []
     for node in sp.preorder_traversal(expr):
@@ -1841,6 +1924,19 @@ def confirm(problem: Problem, point: Mapping[sp.Symbol, float], direction: Mappi
     return value
 
 
+def negative_curvature(problem: Problem, point: Mapping[sp.Symbol, float], direction: Mapping[sp.Symbol, float]) -> bool:
+    """Whether sign * d^T H d < 0 at the point (high precision), for a loss smooth there."""
+    hessian = problem.hessian
+    if hessian is None:
+        return False
+    symbols = tuple(problem.domain)
+    d = [float(direction[v]) for v in problem.variables]
+    form = sum(hessian[i, j] * sp.Float(d[i], 30) * sp.Float(d[j], 30)
+               for i in range(len(d)) for j in range(len(d)) if d[i] and d[j])
+    value = high_precision(mpmath_function(problem.sign * form, symbols), [float(point[s]) for s in symbols])
+    return value is not None and value < 0
+
+
 def _counterexample_point(problem: Problem, point: Mapping[sp.Symbol, float]) -> dict[str, float]:
     """Every input and param, by name: the point's values, fixed values, and for names the
     formula does not use, a value in their domain."""
@@ -1869,6 +1965,7 @@ def refutation(problem: Problem) -> Refutation | None:
             batches.append(curved)
     batches.append(_refutation_rows(problem, rng))
     symbols = tuple(problem.domain)
+    fallback = None
     for columns, direction in batches:
         relative = _second_differences(problem, columns, direction)
         candidates = np.flatnonzero(np.isfinite(relative))
@@ -1897,14 +1994,26 @@ def refutation(problem: Problem) -> Refutation | None:
             value = confirm(problem, point, step)
             if value is None:
                 continue
-            where = _counterexample_point(problem, point)
-            moved = ", ".join(f"{v.name} +- {d:.6g}" for v, d in step.items())
-            at = ", ".join(f"{k}={v:.6g}" for k, v in where.items())
-            relation = "< 0" if problem.sign > 0 else "> 0"
-            message = (f"L(x + d) + L(x - d) - 2 L(x) = {mpmath.nstr(problem.sign * value, 6)} {relation} at {at}, "
-                       f"moving {moved} (rechecked in mpmath)")
-            return Refutation({k: v for k, v in where.items()}, {v.name: d for v, d in step.items()}, float(problem.sign * value), message)
+            if problem.hessian is not None and not negative_curvature(problem, point, step):
+                # Valid, but a point where the Hessian itself is negative reads better: keep looking.
+                fallback = fallback or (point, step, value)
+                continue
+            return _refutation(problem, point, step, value)
+    if fallback is not None:
+        return _refutation(problem, *fallback)
     return None
+
+
+def _refutation(problem: Problem, point, step, value) -> Refutation:
+    """The Refutation of a confirmed point and direction, with its text."""
+    where = _counterexample_point(problem, point)
+    moved = ", ".join(f"{v.name} +- {d:.6g}" for v, d in step.items())
+    at = ", ".join(f"{k}={v:.6g}" for k, v in where.items())
+    relation = "< 0" if problem.sign > 0 else "> 0"
+    curvature = " and d^T H d has the same sign there" if problem.hessian is not None and negative_curvature(problem, point, step) else ""
+    message = (f"L(x + d) + L(x - d) - 2 L(x) = {mpmath.nstr(problem.sign * value, 6)} {relation} at {at}, "
+               f"moving {moved}{curvature} (rechecked in mpmath)")
+    return Refutation(where, {v.name: d for v, d in step.items()}, float(problem.sign * value), message)
 
 
 # ============================================================================================
@@ -2056,10 +2165,11 @@ def _expand_condition(c, x, labels, label=None):
 
 def _unfold(expr: sp.Expr, x: sp.Symbol, labels: dict) -> sp.Expr | None:
     """One Piecewise in x whose conditions are comparisons of expressions free of kinks."""
-    e = expr.replace(lambda n: isinstance(n, NONSMOOTH) and not isinstance(n, sp.Piecewise) and n.has(x),
-                     lambda n: _as_piecewise(n, x, labels))
-    e = e.replace(lambda n: isinstance(n, sp.Piecewise) and n.has(x),
-                  lambda n: sp.Piecewise(*((v, _expand_condition(c, x, labels)) for v, c in n.args)))
+    # Conditions first, so that a kink is named after the condition as written (|p - y| = delta).
+    e = expr.replace(lambda n: isinstance(n, sp.Piecewise) and n.has(x),
+                     lambda n: sp.Piecewise(*((v, _expand_condition(c, x, labels)) for v, c in n.args)))
+    e = e.replace(lambda n: isinstance(n, NONSMOOTH) and not isinstance(n, sp.Piecewise) and n.has(x),
+                  lambda n: _as_piecewise(n, x, labels))
     return sp.piecewise_fold(e)
 
 
@@ -2099,7 +2209,7 @@ def _split_env(env, s, r):
     """The domain of s cut at r into (below, at, above); None for an empty part."""
     box = env[s]
     v = float(r)
-    below = dict(env, **{}) if box.lo < v else None
+    below = dict(env) if box.lo < v else None
     if below is not None:
         below[s] = Range(box.lo, v, box.lo_open, True)
     above = dict(env) if box.hi > v else None
@@ -2314,6 +2424,19 @@ def prove_on_segment(expr: sp.Expr, seg: Segmentation, i: int, strict: bool = Fa
     return None
 
 
+def _segment_outside(seg: Segmentation, i: int, domain: Range, others) -> bool:
+    """Whether segment i (between breakpoints i-1 and i) misses x's domain for every other value."""
+    if i > 0:
+        start = bound(seg.breakpoints[i - 1], others)
+        if start is not None and start.lo >= domain.hi:
+            return True
+    if i < len(seg.breakpoints):
+        end = bound(seg.breakpoints[i], others)
+        if end is not None and end.hi <= domain.lo:
+            return True
+    return False
+
+
 def _segmented_proof(problem: Problem) -> Proof | None:
     """A loss with kinks in one variable is convex when every piece is convex on its segment,
     the loss is continuous at every breakpoint, and its slope does not decrease across it."""
@@ -2326,9 +2449,7 @@ def _segmented_proof(problem: Problem) -> Proof | None:
     for seg in segmentations:
         others = {k: v for k, v in seg.env.items() if k != x}
         for i, piece in enumerate(seg.pieces):
-            if i > 0 and _outside(seg.breakpoints[i - 1], domain, others) and bound(seg.breakpoints[i - 1], others).lo >= domain.hi:
-                continue
-            if i < len(seg.breakpoints) and bound(seg.breakpoints[i], others) is not None and bound(seg.breakpoints[i], others).hi <= domain.lo:
+            if _segment_outside(seg, i, domain, others):
                 continue
             d2 = problem.sign * sp.diff(piece, x, 2)
             if prove_on_segment(d2, seg, i) is None:
@@ -2378,6 +2499,9 @@ class Analysis:
     run: Callable[[Problem], object]
 
 
+# Time allowed to one analysis of one sense before it counts as "cannot decide".
+ANALYSIS_SECONDS = 6.0
+
 # Cheapest first; the first answer decides a sense.
 ANALYSES: list[Analysis] = [
     Analysis("composition", "proof", composition),
@@ -2394,8 +2518,9 @@ def decide(problem: Problem, kinds: tuple[str, ...] = ("proof", "refutation")):
         if analysis.kind not in kinds:
             continue
         try:
-            answer = analysis.run(problem)
-        except Exception:  # noqa: BLE001 - an analysis may decline, never crash the verdict
+            with time_limit(ANALYSIS_SECONDS):
+                answer = analysis.run(problem)
+        except Exception:  # noqa: BLE001 - an analysis may decline (or run out of time), never crash the verdict
             if os.environ.get("LOSSGEN_DEBUG"):
                 raise
             answer = None

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 
 from .convexity import (
-    NONSMOOTH, Convexity, Problem, Range, bound, depends, high_precision, is_zero, make_problem, make_problem_check,
-    mpmath_function, numpy_function, evaluate, prove_nonnegative, prove_on_segment, sample_others, segment,
-    smooth_in, special_values, text, unknown_node,
+    NONSMOOTH, Convexity, Problem, Range, RangeProgram, bound, candidate_forms, depends, evaluate, finite_form,
+    high_precision, is_zero, limited, make_problem, make_problem_check, mpmath_function, numpy_function,
+    prove_nonnegative, prove_on_segment, sample_others, segment, smooth_in, special_values, text, unknown_node,
 )
-from .functions import logratio, log1pmx, sqrt1pm1, xlogy
+from .functions import log1pmx, logratio, sqrt1pm1, to_elementary, xlogy
 
 SMOOTHNESS = ("discontinuous", "C0", "C1", "C2", "Cinf", "unknown")
 HESSIAN_SIGNS = ("positive", "nonnegative", "indefinite", "zero_ae", "unknown")
@@ -71,47 +72,107 @@ class LossProperties:
 
 def analyze_properties(loss, **fixed) -> LossProperties:
     """Properties of `loss` (cached per loss and fixed values); `fixed` as for Loss.convexity."""
-    make_problem_check(loss, fixed)
-    return _cached(loss, tuple(sorted((k, float(v)) for k, v in fixed.items())))
-
-
-@functools.lru_cache(maxsize=256)
-def _cached(loss, fixed: tuple) -> LossProperties:
-    fixed = dict(fixed)
+    key = _key(loss, fixed)
     convexity = loss.convexity(**fixed)
-    if getattr(loss.spec, "rowwise", False) or unknown_node(loss.expr) is not None:
+    context = _context(loss, key)
+    if context is None:
         return LossProperties(convexity=convexity, reasons=types.MappingProxyType({"all": "no rules for this loss's node types"}))
-    problem = make_problem(loss, fixed)
-    reasons: dict[str, str] = {}
-    smoothness, kinks, why = _guarded(lambda: smoothness_of(problem), ("unknown", (), "not analyzed"))
-    reasons["smoothness"] = why
-    subs = {loss.symbol(k): sp.Rational(repr(float(v))) for k, v in fixed.items()}
-    hessian = loss.hess.xreplace(subs)
-    sign, why = _guarded(lambda: hessian_sign_of(problem, hessian), ("unknown", "not analyzed"))
-    reasons["hessian_sign"] = why
-    constant, why = _guarded(lambda: hessian_constant_of(problem, hessian), (None, "not analyzed"))
-    reasons["hessian_constant"] = why
-    at = {k: float(v) for k, v in loss.params.items() if k not in fixed}
-    defaults = {loss.symbol(k): sp.Rational(repr(v)) for k, v in at.items()}
-    grads = [g.xreplace(subs).xreplace(defaults) for g in loss.grad]
-    grad_bound, why = _guarded(lambda: grad_bound_of(problem, grads, defaults), (None, "not analyzed"))
-    reasons["grad_bound"] = why
-    below, minimizer, why = _guarded(lambda: bounded_below_of(problem, convexity), (None, None, "not analyzed"))
-    reasons["bounded_below"] = why
+    smoothness, kinks, why_smooth = _smoothness(loss, key)
+    sign, why_sign = _hessian_sign(loss, key)
+    constant, why_constant = _guarded(lambda: hessian_constant_of(context.problem, context.hessian), (None, "not analyzed"))
+    grad_bound, why_grad = _grad_bound(loss, key)
+    below, minimizer, why_below = _guarded(lambda: bounded_below_of(context.problem, convexity), (None, None, "not analyzed"))
+    reasons = {"smoothness": why_smooth, "hessian_sign": why_sign, "hessian_constant": why_constant,
+               "grad_bound": why_grad, "bounded_below": why_below}
     return LossProperties(
         convexity=convexity, smoothness=smoothness, kinks=tuple(kinks), hessian_sign=sign, hessian_constant=constant,
         grad_bound=grad_bound, bounded_below=below,
         minimizer=None if minimizer is None else types.MappingProxyType(minimizer),
-        grad_bound_params=types.MappingProxyType(at), reasons=types.MappingProxyType(reasons),
+        grad_bound_params=types.MappingProxyType(context.defaults_used), reasons=types.MappingProxyType(reasons),
     )
 
 
+def grad_bound(loss, **fixed) -> float | None:
+    """Only LossProperties.grad_bound (cheaper than all properties; `lossgen list --robust`)."""
+    return _grad_bound(loss, _key(loss, fixed))[0] if _context(loss, _key(loss, fixed)) else None
+
+
+def smoothness(loss, **fixed) -> str:
+    """Only LossProperties.smoothness (`lossgen list --smooth`)."""
+    return _smoothness(loss, _key(loss, fixed))[0] if _context(loss, _key(loss, fixed)) else "unknown"
+
+
+def _key(loss, fixed) -> tuple:
+    make_problem_check(loss, fixed)
+    return tuple(sorted((k, float(v)) for k, v in fixed.items()))
+
+
+@dataclass(frozen=True, eq=False)
+class _Context:
+    """What every property analysis starts from: the problem, the a.e. Hessian and gradient."""
+
+    problem: Problem
+    hessian: sp.Matrix
+    grads: tuple
+    defaults: Mapping
+    defaults_used: Mapping[str, float]
+
+
+@functools.lru_cache(maxsize=256)
+def _context(loss, key: tuple) -> _Context | None:
+    if getattr(loss.spec, "rowwise", False) or unknown_node(loss.expr) is not None:
+        return None
+    fixed = dict(key)
+    problem = make_problem(loss, fixed)
+    subs = {loss.symbol(k): sp.Rational(repr(float(v))) for k, v in fixed.items()}
+    hessian = loss.hess.xreplace(subs)
+    grads = [g.xreplace(subs) for g in loss.grad]
+    if not all(finite_form(h) for h in hessian) or not all(finite_form(g) for g in grads):
+        # Fixing an end of a domain can break the stable forms; derive from the formula instead.
+        from . import derive
+
+        grads = list(derive.gradient(problem.expr, problem.variables))
+        hessian = derive.hessian(grads, problem.variables)
+    at = {k: float(v) for k, v in loss.params.items() if k not in fixed}
+    defaults = {loss.symbol(k): sp.Rational(repr(v)) for k, v in at.items()}
+    return _Context(problem, hessian, tuple(grads), defaults, at)
+
+
+@functools.lru_cache(maxsize=256)
+def _smoothness(loss, key: tuple):
+    return _guarded(lambda: smoothness_of(_context(loss, key).problem), ("unknown", (), "not analyzed"))
+
+
+@functools.lru_cache(maxsize=256)
+def _hessian_sign(loss, key: tuple):
+    context = _context(loss, key)
+    convexity = loss.convexity(**dict(key))
+    return _guarded(lambda: hessian_sign_of(context.problem, context.hessian, convexity), ("unknown", "not analyzed"))
+
+
+@functools.lru_cache(maxsize=256)
+def _grad_bound(loss, key: tuple):
+    context = _context(loss, key)
+    grads = [g.xreplace(context.defaults) for g in context.grads]
+    sign = lambda: _hessian_sign(loss, key)[0]  # noqa: E731 - computed only if it is needed
+    return _guarded(lambda: grad_bound_of(context.problem, grads, context.defaults, context.hessian, sign), (None, "not analyzed"))
+
+
+PROPERTY_SECONDS = 6.0  # time allowed to one property before it counts as unknown
+
+
 def _guarded(run, fallback):
-    """Run one analysis; an unexpected failure means "unknown", never a crash (LOSSGEN_DEBUG=1 re-raises)."""
+    """Run one analysis under a time limit; running out or an unexpected failure means "unknown",
+    never a crash (LOSSGEN_DEBUG=1 re-raises failures)."""
     import os
 
+    from .convexity import TimeLimit, time_limit
+
     try:
-        return run()
+        with time_limit(PROPERTY_SECONDS):
+            return run()
+    except TimeLimit:
+        return fallback
     except Exception:  # noqa: BLE001
         if os.environ.get("LOSSGEN_DEBUG"):
             raise
@@ -208,12 +269,11 @@ def _analytic(expr: sp.Expr, variables, env) -> bool:
                 r = bound(a, env)
                 if r is None or not r.positive():
                     return False
-        elif isinstance(node, (sqrt1pm1, log1pmx)) or type(node).__name__ == "log1p":
+        elif isinstance(node, (sqrt1pm1, log1pmx, log1p)):
             r = bound(node.args[0] + 1, env)
             if r is None or not r.positive():
                 return False
-        elif isinstance(node, (sp.Symbol, sp.Number, sp.Add, sp.Mul)) or isinstance(node, sp.Function):
-            continue
+    # Everything else the analyses know (exp, sigmoid, softplus, sums, products...) is entire.
     return True
 
 
@@ -293,10 +353,13 @@ def _negative_quadratic_form(problem: Problem, hessian: sp.Matrix) -> dict | Non
     if not len(ok):
         return None
     w, vecs = np.linalg.eigh(h[ok])
-    order = np.argsort(w[:, 0])
+    # Witnesses at the default values of the other symbols first: easier to read.
+    penalty = np.zeros(len(ok))
+    for s in problem.others:
+        penalty += columns[s][ok] != problem.defaults.get(s, np.nan)
+    negative = np.flatnonzero(w[:, 0] < 0)
+    order = negative[np.lexsort((w[negative, 0], penalty[negative]))]
     for idx in order[:10]:
-        if w[idx, 0] >= 0:
-            break
         i = ok[idx]
         d = vecs[idx][:, 0]
         form = sum(hessian[a, b] * float(d[a]) * float(d[b]) for a in range(n) for b in range(n))
@@ -307,13 +370,18 @@ def _negative_quadratic_form(problem: Problem, hessian: sp.Matrix) -> dict | Non
     return None
 
 
-def hessian_sign_of(problem: Problem, hessian: sp.Matrix) -> tuple[str, str]:
+def hessian_sign_of(problem: Problem, hessian: sp.Matrix, convexity: Convexity | None = None) -> tuple[str, str]:
     """("positive" | "nonnegative" | "indefinite" | "zero_ae" | "unknown", reason) for the a.e. Hessian."""
     variables = problem.variables
     n = len(variables)
     env = problem.env
     if all(_zero_ae(h) for h in hessian):
         return "zero_ae", "the Hessian is 0 wherever the loss is twice differentiable"
+    if convexity is not None and not convexity.is_convex:
+        # Not convex: a negative value is likely, and much cheaper to find than a proof.
+        witness = _negative_quadratic_form(problem, hessian)
+        if witness:
+            return "indefinite", _witness_text(witness)
     if n == 1:
         h = hessian[0, 0]
         reason = prove_nonnegative(h, env, strict=True)
@@ -338,9 +406,13 @@ def hessian_sign_of(problem: Problem, hessian: sp.Matrix) -> tuple[str, str]:
             return "nonnegative", "every principal minor is >= 0 on the domain"
     witness = _negative_quadratic_form(problem, hessian)
     if witness:
-        at = ", ".join(f"{k}={v:.6g}" for k, v in witness["point"].items())
-        return "indefinite", f"negative at {at} (d^T H d = {witness['value']:.3g}, rechecked in mpmath)"
+        return "indefinite", _witness_text(witness)
     return "unknown", "neither a sign nor a negative value could be established"
+
+
+def _witness_text(witness: dict) -> str:
+    at = ", ".join(f"{k}={v:.6g}" for k, v in witness["point"].items())
+    return f"negative at {at} (d^T H d = {witness['value']:.3g}, rechecked in mpmath)"
 
 
 def _zero_ae(h: sp.Expr) -> bool:
@@ -369,7 +441,7 @@ def hessian_constant_of(problem: Problem, hessian: sp.Matrix) -> tuple[bool | No
     entries = []
     for h in hessian:
         if (h.free_symbols & inputs) and not _zero_ae(h) and sp.count_ops(h) < 200:
-            h = sp.simplify(h)
+            h = limited(lambda: sp.simplify(h), 1.0, h)
         entries.append(h)
     if all(not (h.free_symbols & inputs) or _zero_ae(h) for h in entries):
         return True, "the Hessian does not depend on the inputs"
@@ -390,12 +462,18 @@ def hessian_constant_of(problem: Problem, hessian: sp.Matrix) -> tuple[bool | No
         finite = np.flatnonzero(np.isfinite(values))
         if len(finite) < 2:
             continue
-        a, b = finite[np.argmin(values[finite])], finite[np.argmax(values[finite])]
+        ranked = finite[np.argsort(values[finite])]
+        picks = [ranked[int(q * (len(ranked) - 1))] for q in (0.0, 1.0, 0.1, 0.9, 0.25, 0.75, 0.5)]
         fn = mpmath_function(h, symbols)
-        va = high_precision(fn, [float(columns[s][a]) for s in symbols])
-        vb = high_precision(fn, [float(columns[s][b]) for s in symbols])
-        if va is not None and vb is not None and va != vb:
-            return False, f"{text(h, 60)} takes the values {float(va):.6g} and {float(vb):.6g}"
+        seen = []
+        for i in dict.fromkeys(picks):
+            v = high_precision(fn, [float(columns[s][i]) for s in symbols])
+            if v is None:
+                continue
+            other = next((u for u in seen if u != v), None)
+            if other is not None:
+                return False, f"{text(h, 60)} takes the values {float(other):.6g} and {float(v):.6g}"
+            seen.append(v)
     return None, "could not decide whether the Hessian depends on the inputs"
 
 
@@ -404,13 +482,13 @@ def hessian_constant_of(problem: Problem, hessian: sp.Matrix) -> tuple[bool | No
 def _magnitude_bound(g: sp.Expr, x, env) -> float:
     """A rigorous bound of |g| over the box: the best of several equal forms and, for a gradient
     with kinks in one variable, of its pieces on their segments."""
-    from .convexity import candidate_forms
-
     best = math.inf
     for form in candidate_forms(g, max_ops=200):
         r = bound(form, env)
         if r is not None:
             best = min(best, r.magnitude)
+        if math.isfinite(best):
+            break
     if math.isfinite(best) or x is None or smooth_in(g, (x,)):
         return best
     segmentations = segment(g, x, env)
@@ -451,38 +529,85 @@ def _limit_unbounded(g: sp.Expr, problem: Problem, defaults) -> str | None:
     if sp.count_ops(g) > 120:
         return None
     for s in inputs:
-        interval = problem.domain[s]
-        typical = {o: sp.Rational(repr(problem.defaults.get(o, 0.5))) for o in inputs if o != s}
-        e = to_reference_form(g.xreplace(typical))
-        ends = []
-        if interval.end is sp.oo:
-            ends.append((sp.oo, "-"))
-        elif interval.right_open:
-            ends.append((interval.end, "-"))
-        if interval.start is -sp.oo:
-            ends.append((-sp.oo, "+"))
-        elif interval.left_open:
-            ends.append((interval.start, "+"))
-        for end, direction in ends:
-            try:
-                value = sp.limit(e, s, end, direction)
-            except Exception:  # noqa: BLE001 - SymPy could not take the limit
-                continue
-            if value in (sp.oo, -sp.oo, sp.zoo):
-                where = ", ".join(f"{k}={v}" for k, v in typical.items())
-                return f"the gradient tends to {value} as {s} -> {end}" + (f" ({where})" if where else "")
+        for typical in _typical_values(problem, [o for o in inputs if o != s]):
+            reason = _limit_at_ends(g, s, problem.domain[s], typical)
+            if reason:
+                return reason
     return None
 
 
-def grad_bound_of(problem: Problem, grads: list[sp.Expr], defaults) -> tuple[float | None, str]:
-    """(bound, reason): sup |dL/dwrt| over the inputs' domain at the default params."""
+def _typical_values(problem: Problem, symbols) -> list[dict]:
+    """The typical value of every symbol, then each symbol moved to the ends of its domain."""
+    base = {o: sp.Rational(repr(problem.defaults.get(o, 0.5))) for o in symbols}
+    out = [base]
+    for o in symbols:
+        interval = problem.domain[o]
+        for end, closed in ((interval.start, not interval.left_open), (interval.end, not interval.right_open)):
+            if end.is_finite and closed and end != base[o]:
+                out.append({**base, o: end})
+    return out[:8]
+
+
+def _limit_at_ends(g, s, interval, typical) -> str | None:
+    """Why |g| is unbounded as s approaches an open end of its domain (SymPy's limit), or None."""
+    from .functions import to_reference_form
+
+    e = to_reference_form(g.xreplace(typical))
+    ends = []
+    if interval.end is sp.oo or interval.right_open:
+        ends.append((interval.end, "-"))
+    if interval.start is -sp.oo or interval.left_open:
+        ends.append((interval.start, "+"))
+    for end, direction in ends:
+        value = one_sided_limit(e, s, end, direction, interval)
+        if value in (sp.oo, -sp.oo, sp.zoo):
+            where = ", ".join(f"{k}={v}" for k, v in typical.items())
+            return f"the gradient tends to {value} as {s} -> {end}" + (f" ({where})" if where else "")
+    return None
+
+
+def one_sided_limit(e: sp.Expr, s: sp.Symbol, end, direction: str, interval: sp.Interval):
+    """SymPy's limit of e (a function of s alone) as s -> end from inside the interval. With
+    kinks, the limit of the smooth piece next to that end (its breakpoints are numbers here)."""
+    if smooth_in(e, (s,)):
+        return limited(lambda: sp.limit(e, s, end, direction), 1.0)
+    segmentations = segment(e, s, {s: Range.of(interval)})
+    if not segmentations or len(segmentations) != 1:
+        return None
+    seg = segmentations[0]
+    try:
+        points = [float(b) for b in seg.breakpoints]
+    except TypeError:
+        return None
+    target = float(end)
+    if direction == "-":  # approaching from below: the piece whose segment ends at or after end
+        index = next((i for i, b in enumerate(points) if b >= target), len(points))
+    else:
+        index = next((i for i, b in enumerate(points) if b > target), len(points))
+    piece = seg.pieces[index]
+    return limited(lambda: sp.limit(piece, s, end, direction), 1.0)
+
+
+def grad_bound_of(problem: Problem, grads: list[sp.Expr], defaults, hessian=None, hessian_sign=lambda: "unknown") -> tuple[float | None, str]:
+    """(bound, reason): sup |dL/dwrt| over the inputs' domain at the default params.
+    hessian_sign() gives the proved sign of the Hessian, asked for only when needed."""
     env = {s: r for s, r in problem.env.items() if s not in defaults}
     x = problem.variables[0] if len(problem.variables) == 1 else None
     worst = 0.0
     for g in grads:
         worst = max(worst, _magnitude_bound(g, x, env))
+    if math.isfinite(worst) and x is None:
+        return worst, "interval arithmetic over the domain"
+    if x is not None:
+        refined = _residual_sup(grads[0], x, env)
+        if refined is not None and refined[0] <= worst:
+            return refined
     if math.isfinite(worst):
         return worst, "interval arithmetic over the domain (pieces on their segments where the gradient has kinks)"
+    if x is not None and hessian is not None and hessian_sign() in ("positive", "nonnegative", "zero_ae"):
+        found = _monotone_gradient_bound(grads[0], hessian[0, 0].xreplace(defaults), x, env)
+        if found is not None:
+            return found
     for g in grads:
         reason = _limit_unbounded(g, problem, defaults)
         if reason:
@@ -490,12 +615,170 @@ def grad_bound_of(problem: Problem, grads: list[sp.Expr], defaults) -> tuple[flo
     return None, "no finite bound found, and unboundedness not proved"
 
 
+def _residual_sup(g: sp.Expr, x, env) -> tuple[float, str] | None:
+    """sup |g| by branch and bound in one variable: g itself, or g as a function of the residual
+    r = x - y when it depends on x and an input y only through x - y (most regression losses)."""
+    r = sp.Dummy("r", real=True)
+    variable, box, shown = x, dict(env), str(x)
+    for y in [s for s in env if s != x]:
+        moved = g.xreplace({x: r + y})
+        if y not in moved.free_symbols:
+            span = bound(x - y, env)
+            if span is None:
+                return None
+            variable, box, shown = r, {s: v for s, v in env.items() if s not in (x, y)}, f"{x} - {y}"
+            box[r] = span
+            g = moved
+            break
+    if g.free_symbols - {variable}:
+        return None  # other inputs still enter: the one-variable search does not apply
+    if smooth_in(g, (variable,)):
+        found = sup_abs(g, variable, box[variable])
+        if found is None:
+            return None
+        return found, f"branch and bound over {shown}, with monotone tails closed by the limits of the gradient"
+    segmentations = segment(g, variable, box)
+    if not segmentations or len(segmentations) != 1:
+        return None
+    seg = segmentations[0]
+    try:
+        ends = [float(b) for b in seg.breakpoints]
+    except TypeError:
+        return None
+    edges = [box[variable].lo] + ends + [box[variable].hi]
+    worst = 0.0
+    for i, piece in enumerate(seg.pieces):
+        lo, hi = max(edges[i], box[variable].lo), min(edges[i + 1], box[variable].hi)
+        if lo > hi:
+            continue
+        found = sup_abs(piece, variable, Range(lo, hi))
+        if found is None:
+            return None
+        worst = max(worst, found)
+    for k, values in enumerate(seg.at_points):
+        for v in values:
+            rv = bound(v.xreplace({variable: seg.breakpoints[k]}), {})
+            if rv is None:
+                return None
+            worst = max(worst, rv.magnitude)
+    return worst, f"branch and bound over {shown} on each smooth piece of the gradient"
+
+
+def sup_abs(g: sp.Expr, x: sp.Symbol, span: Range, boxes: int = 4000, seconds: float = 1.5, rtol: float = 1e-9) -> float | None:
+    """A rigorous upper bound of sup |g(x)| for x in span, tight to about rtol: branch and bound
+    on x; an unbounded end is closed where g is monotone there (g' of one sign), so g lies
+    between its value at the cut and its limit at infinity (SymPy's limit)."""
+    import heapq
+    import time as _time
+
+    if g.free_symbols - {x}:
+        return None
+    program = RangeProgram(g)
+    derivative = sp.diff(g, x)
+    # The factored slope shows its sign on a tail where the expanded one cancels.
+    slope = RangeProgram(limited(lambda: sp.factor(sp.together(derivative)), 1.0, derivative))
+    point = numpy_function(g, (x,))
+    elementary = to_elementary(g)
+    limits = {}
+    for end, direction in ((math.inf, "-"), (-math.inf, "+")):
+        if (span.hi if end > 0 else span.lo) == end:
+            value = limited(lambda: sp.limit(elementary, x, sp.oo if end > 0 else -sp.oo, direction), 1.0)
+            limits[end] = float(abs(value)) if value is not None and value.is_number and value.is_finite else None
+
+    def enclosure(r: Range) -> float:
+        best = program({x: r})
+        size = best.magnitude if best is not None else math.inf
+        if r.finite() and r.lo < r.hi:
+            # Mean-value form |g(m)| + max|g'| * w/2: tight near a smooth maximum.
+            m = _midpoint(r)
+            at, d = program({x: Range.point(m)}), slope({x: r})
+            if at is not None and d is not None and d.finite():
+                def up(v):
+                    return math.nextafter(v, math.inf)
+
+                half = up(max(m - r.lo, r.hi - m))
+                size = min(size, up(at.magnitude + up(d.magnitude * half)))
+        tail = r.hi if math.isinf(r.hi) else (r.lo if math.isinf(r.lo) else None)
+        if tail is not None and math.isfinite(size) is False and limits.get(tail) is not None:
+            cut = r.lo if tail > 0 else r.hi
+            if math.isfinite(cut):
+                d = slope({x: r})
+                if d is not None and (d.nonneg() or d.nonpos()):
+                    at = program({x: Range.point(cut)})
+                    if at is not None:
+                        size = min(size, max(at.magnitude, limits[tail]))
+        return size
+
+    def sample(r: Range) -> float:
+        m = _midpoint(r)
+        value = evaluate(point, [np.array([m])], 1)[0]
+        return abs(value) if np.isfinite(value) else 0.0
+
+    deadline = _time.perf_counter() + seconds
+    lower = max([sample(span)] + [v for v in limits.values() if v is not None and math.isfinite(v)] + [0.0])
+    heap = [(-enclosure(span), 0, span)]
+    count = 1
+    while heap:
+        top, _, r = heap[0]
+        upper = -top
+        if not math.isfinite(upper) and count > boxes:
+            return None
+        if upper <= lower * (1 + rtol) + 1e-300 or count > boxes or _time.perf_counter() > deadline:
+            return upper if math.isfinite(upper) else None
+        heapq.heappop(heap)
+        cut = _midpoint(r)
+        if not (r.lo < cut < r.hi):
+            heapq.heappush(heap, (top, count, r))  # cannot split further: this bound stands
+            return upper if math.isfinite(upper) else None
+        for part in (Range(r.lo, cut, r.lo_open, False), Range(cut, r.hi, False, r.hi_open)):
+            lower = max(lower, sample(part))
+            count += 1
+            heapq.heappush(heap, (-enclosure(part), count, part))
+    return None
+
+
+def _midpoint(r: Range) -> float:
+    if math.isinf(r.lo) and math.isinf(r.hi):
+        return 0.0
+    if math.isinf(r.hi):
+        return r.lo + max(1.0, abs(r.lo))
+    if math.isinf(r.lo):
+        return r.hi - max(1.0, abs(r.hi))
+    return (r.lo + r.hi) / 2
+
+
+def _monotone_gradient_bound(g: sp.Expr, h: sp.Expr, x, env) -> tuple[float, str] | None:
+    """Where the Hessian is >= 0, the gradient is monotone in x, so its values lie between
+    its limits at the ends of x's domain: bound those limits over the other inputs."""
+    if not smooth_in(g, (x,)):
+        return None
+    # The caller has proved the Hessian >= 0 over every param value; at the defaults it holds too.
+    interval_x = env[x]
+    e = to_elementary(g)
+    others = {k: v for k, v in env.items() if k != x}
+    ends = []
+    for end, direction in ((interval_x.lo, "+"), (interval_x.hi, "-")):
+        target = sp.oo if end == math.inf else (-sp.oo if end == -math.inf else sp.Rational(end))
+        limit = limited(lambda: sp.limit(e, x, target, direction), 2.0)
+        if limit is None or limit.has(sp.Limit, sp.AccumBounds, sp.nan, sp.zoo) or limit.has(x):
+            return None
+        r = bound(limit, others)
+        if r is None:
+            return None
+        ends.append((limit, r.magnitude))
+    size = max(m for _, m in ends)
+    if not math.isfinite(size):
+        return None
+    shown = " and ".join(text(limit, 30) for limit, _ in ends)
+    return size, f"the Hessian has one sign, so the gradient is monotone in {x}, between its limits {shown} at the ends of the domain"
+
+
 # --- bounded below, minimizer -------------------------------------------------------------------
 
 def _defined(expr: sp.Expr, env) -> bool:
     """The expression is real and finite everywhere on the box (no log of 0, no pole)."""
-    r = bound(expr, env)
-    return r is not None and r.finite() and _analytic(expr, tuple(expr.free_symbols), env)
+    # Infinite ends of a range are bounds, not values; a log of 0 or a pole shows in _analytic.
+    return bound(expr, env) is not None and _analytic(expr, tuple(expr.free_symbols), env)
 
 
 def _open_closed_ends(env, exclude) -> tuple[dict, list]:
@@ -520,13 +803,9 @@ def _candidates(problem: Problem) -> list[tuple[str, sp.Expr, sp.Expr, sp.Expr]]
     x = problem.variables[0]
     out = []
     if smooth_in(problem.expr, problem.variables):
-        g = sp.diff(problem.expr, x)
+        g = to_elementary(sp.diff(problem.expr, x))
         if sp.count_ops(g) <= 80:
-            try:
-                solutions = sp.solve(g, x)
-            except Exception:  # noqa: BLE001 - SymPy cannot solve it
-                solutions = []
-            for c in solutions:
+            for c in limited(lambda: sp.solve(g, x), 1.0, []):
                 if c.is_real is not False and not c.has(sp.I):
                     out.append(("stationary", c, problem.expr, problem.expr))
         return out
@@ -540,10 +819,7 @@ def _candidates(problem: Problem) -> list[tuple[str, sp.Expr, sp.Expr, sp.Expr]]
             if 0 < i < len(seg.breakpoints):
                 out.append(("flat", (seg.breakpoints[i - 1] + seg.breakpoints[i]) / 2, piece, piece))
             continue
-        try:
-            solutions = sp.solve(g, x) if sp.count_ops(g) <= 80 else []
-        except Exception:  # noqa: BLE001
-            solutions = []
+        solutions = limited(lambda: sp.solve(g, x), 1.0, []) if sp.count_ops(g) <= 80 else []
         for c in solutions:
             if c.is_real is not False and not c.has(sp.I):
                 lo = seg.breakpoints[i - 1] if i > 0 else None
@@ -588,7 +864,7 @@ def _verified_minimizer(problem: Problem, convexity: Convexity, lower) -> tuple[
     except Exception:  # noqa: BLE001
         candidates = []
     for kind, c, left, right in candidates:
-        c = sp.simplify(c) if sp.count_ops(c) < 60 else c
+        c = limited(lambda: sp.simplify(c), 0.5, c) if sp.count_ops(c) < 60 else c
         if c.has(x):
             continue
         # x* must be a value of the domain for every other value (apart from closed ends, each
@@ -599,9 +875,10 @@ def _verified_minimizer(problem: Problem, convexity: Convexity, lower) -> tuple[
             if not _inside_domain(c, domain, box):
                 continue
         if convexity.verdict in ("convex", "affine"):
-            slope_left = sp.diff(left, x).xreplace({x: c})
-            slope_right = sp.diff(right, x).xreplace({x: c})
-            if not (prove_nonnegative(-slope_left, box) and prove_nonnegative(slope_right, box)):
+            slope_left = to_elementary(sp.diff(left, x).xreplace({x: c}))
+            slope_right = to_elementary(sp.diff(right, x).xreplace({x: c}))
+            if not ((is_zero(slope_left) or prove_nonnegative(-slope_left, box))
+                    and (is_zero(slope_right) or prove_nonnegative(slope_right, box))):
                 continue
             why = f"convex with 0 in its subdifferential at {x} = {text(c)}"
         elif lower is not None and lower == 0 and is_zero(problem.expr.xreplace({x: c})):
@@ -622,11 +899,15 @@ def _verified_minimizer(problem: Problem, convexity: Convexity, lower) -> tuple[
 
 
 def _inside_domain(c: sp.Expr, domain: Range, env) -> bool:
+    """x* = c lies in x's domain for every value of the other symbols in env."""
     if not _defined(c, env):
         return False
     r = bound(c, env)
-    return r is not None and (r.lo > domain.lo or (r.lo == domain.lo and not domain.lo_open) or (math.isinf(domain.lo))) and \
-        (r.hi < domain.hi or (r.hi == domain.hi and not domain.hi_open) or math.isinf(domain.hi))
+    if r is None:
+        return False
+    low_ok = r.lo > domain.lo or (r.lo == domain.lo and (r.lo_open or not domain.lo_open))
+    high_ok = r.hi < domain.hi or (r.hi == domain.hi and (r.hi_open or not domain.hi_open))
+    return low_ok and high_ok
 
 
 def _unbounded_below(problem: Problem) -> str | None:
@@ -646,10 +927,7 @@ def _unbounded_below(problem: Problem) -> str | None:
         if interval.start is -sp.oo or interval.left_open:
             ends.append((interval.start, "+"))
         for end, direction in ends:
-            try:
-                value = sp.limit(e, v, end, direction)
-            except Exception:  # noqa: BLE001
-                continue
+            value = one_sided_limit(e, v, end, direction, interval)
             if value == -sp.oo:
                 return f"L -> -oo as {v} -> {end}"
     return None
