@@ -2562,7 +2562,7 @@ def _indent(block: str) -> str:
 @functools.lru_cache(maxsize=512)
 def _cached_verdict(loss, fixed: tuple) -> Convexity:
     if getattr(loss.spec, "rowwise", False):
-        return Convexity("unknown", "none", "row-wise losses (aggregates over the class axis) have no convexity rules yet")
+        return _rowwise_verdict(loss, dict(fixed))
     node = unknown_node(loss.expr)
     if node is not None:
         return Convexity("unknown", "none", f"no convexity rule for {node}")
@@ -2595,3 +2595,76 @@ def make_problem_check(loss, fixed: Mapping[str, float]) -> None:
             raise SpecError(f"convexity: {name}={value!r} is not a finite number")
         if not loss.domain[name].contains(exact_number(value)):
             raise SpecError(f"convexity: {name}={value} lies outside its domain {loss.domain[name]}")
+
+
+# --- row-wise aggregates ------------------------------------------------------------------
+# Inside an aggregate the wrt symbol stands for one class element, a linear function of the
+# whole row, so the usual composition rules hold with the row as the variable: a sum, mean or
+# take of convex bodies is convex (non-negative linear maps), logsumexp and max are convex
+# and increasing in every element, and min is concave and increasing.
+
+from . import rowwise as _rowwise  # noqa: E402
+
+RANGE_RULES.update({
+    _rowwise.RowSum: lambda node, a: Range(0.0, INF) if a.lo >= 0 else (Range(-INF, 0.0) if a.hi <= 0 else FULL),
+    _rowwise.RowMean: lambda node, a: a,
+    _rowwise.RowMax: lambda node, a: a,
+    _rowwise.RowMin: lambda node, a: a,
+    _rowwise.Take: lambda node, a, y: a,
+    _rowwise.RowLogSumExp: lambda node, a: Range(a.lo, INF),
+    _rowwise.OneHot: lambda node, y: Range(0.0, 1.0),
+})
+
+
+@function_rule(_rowwise.RowSum, _rowwise.RowMean)
+def _row_sum_atom(r):
+    return Atom(True, True, (1,), "a sum over the classes keeps the curvature of its terms")
+
+
+@function_rule(_rowwise.Take)
+def _take_atom(r, label):
+    return Atom(True, True, (1, 0), "take selects one class: linear in the row")
+
+
+@function_rule(_rowwise.RowLogSumExp)
+def _row_logsumexp_atom(r):
+    return Atom(True, False, (1,), "logsumexp of a row is convex and increasing in every element")
+
+
+@function_rule(_rowwise.RowMax)
+def _row_max_atom(r):
+    return Atom(True, False, (1,), "max over the classes is convex and increasing")
+
+
+@function_rule(_rowwise.RowMin)
+def _row_min_atom(r):
+    return Atom(False, True, (1,), "min over the classes is concave and increasing")
+
+
+def _rowwise_verdict(loss, fixed: dict) -> Convexity:
+    """Row-wise losses: the composition rules can prove convexity (softmax cross-entropy is
+    logsumexp minus a linear take); refuting it over rows is not implemented, so anything
+    else is "unknown"."""
+    def prove(problem):
+        try:
+            with time_limit(ANALYSIS_SECONDS):
+                return composition(problem)
+        except Exception:  # noqa: BLE001 - declining is "unknown", never a crash
+            if os.environ.get("LOSSGEN_DEBUG"):
+                raise
+            return None
+
+    try:
+        problem = make_problem(loss, fixed)
+    except Exception:  # noqa: BLE001
+        if os.environ.get("LOSSGEN_DEBUG"):
+            raise
+        return Convexity("unknown", "none", "row-wise loss: no analysis applies")
+    convex, concave = prove(problem), prove(problem.negated())
+    if isinstance(convex, Proof) and isinstance(concave, Proof):
+        return Convexity("affine", "composition", f"convex:\n{_indent(convex.certificate)}\nconcave:\n{_indent(concave.certificate)}")
+    if isinstance(convex, Proof):
+        return Convexity("convex", "composition", convex.certificate)
+    if isinstance(concave, Proof):
+        return Convexity("concave", "composition", concave.certificate)
+    return Convexity("unknown", "none", "row-wise loss: the composition rules do not prove convexity, and refutation over rows is not implemented")

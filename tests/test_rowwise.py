@@ -145,3 +145,19 @@ def test_weighted_mean_of_rows():
     per_row = kernel.compile(reduction="none")(LABELS, LOGITS).loss
     result = kernel.compile(reduction="weighted_mean")(LABELS, LOGITS, weight=weight)
     assert result.loss == pytest.approx((weight * per_row).sum() / weight.sum(), rel=1e-13)
+
+
+def test_softmax_cross_entropy_is_proved_convex_in_the_logits():
+    for loss in (lg.get("cross_entropy"), lg.Loss("ce2", "logsumexp(p) - take(p, y)", inputs=["y", "p"], wrt="p")):
+        verdict = loss.convexity()
+        assert verdict.verdict == "convex" and verdict.method == "composition"
+        assert "logsumexp" in verdict.certificate
+
+
+def test_kl_div_in_log_probabilities_is_affine():
+    assert lg.get("kl_div").convexity().verdict == "affine"
+
+
+def test_dice_is_never_claimed_convex():
+    # Dice is not convex; without a row-wise refutation the honest answer is "unknown".
+    assert lg.get("dice").convexity().verdict in {"unknown", "neither"}
