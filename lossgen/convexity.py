@@ -2667,4 +2667,51 @@ def _rowwise_verdict(loss, fixed: dict) -> Convexity:
         return Convexity("convex", "composition", convex.certificate)
     if isinstance(concave, Proof):
         return Convexity("concave", "composition", concave.certificate)
-    return Convexity("unknown", "none", "row-wise loss: the composition rules do not prove convexity, and refutation over rows is not implemented")
+    refuted = _refute_on_explicit_rows(loss, fixed)
+    if refuted is not None:
+        return refuted
+    return Convexity("unknown", "none", "row-wise loss: the composition rules do not prove convexity, and no counterexample was found on an explicit 3-class row")
+
+
+# Classes in the explicit row used to refute convexity: a counterexample there is one for the
+# loss (rows of 3 classes are rows it accepts); a proof there would not cover other counts.
+REFUTATION_CLASSES = 3
+
+
+def _refute_on_explicit_rows(loss, fixed: dict) -> Convexity | None:
+    """Write one row out over REFUTATION_CLASSES classes (labels at class 0) and run the
+    elementwise analyses on it; only "neither" and "concave" verdicts carry over."""
+    from .rowwise import expand_row
+    from .spec import Loss
+
+    C = REFUTATION_CLASSES
+    spec = loss.spec
+    row_like = [n for n in spec.inputs if spec.roles[n] == "row"] + list(spec.class_params)
+    elements = {spec.symbol(n): [sp.Symbol(f"{n}_{j}", real=True) for j in range(C)] for n in row_like}
+    labels = {spec.symbol(n): 0 for n in spec.inputs if spec.roles[n] == "label"}
+    try:
+        explicit = expand_row(spec.expr, elements, labels, C)
+        inputs = [e.name for n in row_like if n not in spec.class_params for e in elements[spec.symbol(n)]]
+        inputs += [n for n in spec.inputs if spec.roles[n] == "sample"]
+        params = {n: v for n, v in spec.params.items() if n not in spec.class_params and n not in labels}
+        params.update({e.name: spec.params[n] for n in spec.class_params for e in elements[spec.symbol(n)]})
+        domain = {e.name: _interval_text(spec.domain[n]) for n in row_like for e in elements[spec.symbol(n)]}
+        domain.update({n: _interval_text(spec.domain[n]) for n in list(inputs) + list(params) if n in spec.domain})
+        explicit = explicit.xreplace({spec.symbol(n): sp.Symbol(n, real=True) for n in spec.symbols})
+        wrt = [e.name for w in spec.wrt for e in elements[spec.symbol(w)]]
+        row = Loss(f"{loss.name}_row{C}", explicit, inputs=inputs, wrt=wrt, params=params or None, domain=domain)
+        verdict = row.convexity(**{k: v for k, v in fixed.items() if k in params or k in inputs})
+    except Exception:  # noqa: BLE001 - declining is "unknown", never a crash
+        if os.environ.get("LOSSGEN_DEBUG"):
+            raise
+        return None
+    if verdict.verdict not in ("neither", "concave"):
+        return None
+    note = f"on an explicit row of {C} classes (labels at class 0), written {text(explicit, 80)}:\n{_indent(verdict.certificate or '')}"
+    return Convexity(verdict.verdict, f"{verdict.method} (explicit row)", note, verdict.counterexample)
+
+
+def _interval_text(interval) -> str:
+    from .domain import interval_text
+
+    return interval_text(interval)

@@ -299,11 +299,27 @@ def test_rowwise_catalog_losses_get_sound_verdicts_without_crashing():
         pytest.skip("the catalog has no row-wise loss")
     for name, l in rowwise.items():
         c = l.convexity()
-        assert c.verdict in {"affine", "convex", "unknown"}, (name, c.verdict)
+        assert c.verdict in {"affine", "convex", "neither", "unknown"}, (name, c.verdict)
         if name in NOT_CONVEX_ROWWISE:
-            assert c.verdict == "unknown", name
-        if c.verdict == "unknown":
-            assert "row-wise" in c.certificate
+            assert c.verdict == "neither" and c.counterexample, name
+            assert "explicit row" in c.method
+
+
+def test_rowwise_counterexample_rechecks_at_50_digits():
+    import sympy as sp
+
+    from lossgen.rowwise import expand_row
+
+    dice = lg.get("dice")
+    c = dice.convexity()
+    point = c.counterexample
+    elements = {dice.symbol(n): [sp.Symbol(f"{n}_{j}", real=True) for j in range(3)] for n in ("y", "p")}
+    explicit = expand_row(dice.expr, elements, {}, 3).xreplace({dice.symbol("s"): sp.Symbol("s")})
+    t = sp.Symbol("t")
+    along = explicit.xreplace({e: e + t * sp.Rational(repr(point[f"direction_{e.name}"])) for e in elements[dice.symbol("p")]})
+    second = sp.diff(along, t, 2).subs(t, 0)
+    values = {sp.Symbol(k, real=True) if k != "s" else sp.Symbol("s"): sp.Rational(repr(v)) for k, v in point.items() if not k.startswith("direction_")}
+    assert sp.N(second.xreplace(values), 50) < 0
 
 
 def test_a_node_without_rules_gives_unknown():
