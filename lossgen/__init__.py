@@ -10,16 +10,22 @@ from .spec import Loss, LossSpec  # noqa: E402
 from .specfile import load  # noqa: E402
 from .catalog import catalog, get  # noqa: E402
 from .verify import verify  # noqa: E402
-from .convexity import Convexity  # noqa: E402
-from .properties import LossProperties  # noqa: E402
 
 
 def __getattr__(name):
-    # numba loads on first use so that `import lossgen` stays fast.
+    # numba and the convexity analyses load on first use so that `import lossgen` stays fast.
     if name in ("Kernel", "Result"):
         from . import runtime
 
         return getattr(runtime, name)
+    if name == "Convexity":
+        from .convexity import Convexity
+
+        return Convexity
+    if name == "LossProperties":
+        from .properties import LossProperties
+
+        return LossProperties
     raise AttributeError(f"module 'lossgen' has no attribute {name!r}")
 
 

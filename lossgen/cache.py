@@ -25,10 +25,6 @@ import numba
 
 from . import __version__
 
-# Bumped whenever the way kernel modules are written or loaded changes, so that old cache
-# entries (numba pickles module names into them) are never mixed with new ones.
-CACHE_FORMAT = 2
-
 _LOADED: dict[str, ModuleType] = {}
 _LOCK = threading.Lock()
 _FALLBACK_DIR: Path | None = None
@@ -50,8 +46,10 @@ def cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """Hash of what turns a spec into a kernel: lossgen's modules, its templates, the versions."""
-    digest = hashlib.sha256(f"{CACHE_FORMAT}|{__version__}|{numba.__version__}|{sys.version}|{platform.machine()}".encode())
+    """Hash of what turns a spec into a kernel: lossgen's modules (this one included, so a
+    change to how kernels are written or loaded never meets an old cache entry), its
+    templates and the versions."""
+    digest = hashlib.sha256(f"{__version__}|{numba.__version__}|{sys.version}|{platform.machine()}".encode())
     package = Path(__file__).resolve().parent
     for path in sorted(package.glob("*.py")) + sorted((package.parent / "templates").glob("*.jinja")):
         digest.update(path.name.encode())

@@ -319,8 +319,7 @@ def to_reference_form(expr: sp.Expr) -> sp.Expr:
     A high-precision reference cannot overflow, but log(1 + tiny) still needs as many digits as
     tiny is small; log1p(tiny) needs none, so the reference converges at a modest precision.
     """
-    import sympy.codegen.cfunctions  # noqa: F401 - expm1 for expm1mx
-    from sympy.codegen.cfunctions import log1p
+    from sympy.codegen.cfunctions import expm1, log1p
 
     rewrites = {
         softplus: lambda x: log1p(sp.exp(x)),
@@ -334,7 +333,7 @@ def to_reference_form(expr: sp.Expr) -> sp.Expr:
         sqrt1pm1: lambda x: x / (sp.sqrt(1 + x) + 1),
         xlogy: lambda x, z: x * sp.log(z),
         logratio: lambda a, b: sp.log(a) - sp.log(b),
-        expm1mx: lambda x: sp.codegen.cfunctions.expm1(x) - x,
+        expm1mx: lambda x: expm1(x) - x,
         log1pmx: lambda x: log1p(x) - x,
     }
     return expr.replace(lambda e: type(e) in rewrites, lambda e: rewrites[type(e)](*e.args))

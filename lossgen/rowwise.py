@@ -80,10 +80,7 @@ class Aggregate(_ShownByFormulaName, sp.Function):
 
 def _free_of_rows(f: sp.Expr) -> bool:
     # Only numbers and the class count: the same value in every class.
-    return f.free_symbols <= {N_CLASSES} and not f.has(OneHot, *AGGREGATES_PLACEHOLDER)
-
-
-AGGREGATES_PLACEHOLDER: tuple = ()
+    return f.free_symbols <= {N_CLASSES} and not f.has(OneHot, *AGGREGATES)
 
 
 class RowSum(Aggregate):
@@ -158,7 +155,6 @@ class Take(Aggregate):
 
 
 AGGREGATES = (RowSum, RowMean, RowLogSumExp, RowMax, RowMin, Take)
-AGGREGATES_PLACEHOLDER = AGGREGATES
 
 
 def softmax(x: sp.Expr) -> sp.Expr:

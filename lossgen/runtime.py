@@ -232,6 +232,7 @@ class Kernel:
                 arguments.append(scalar(self._params[name].value(given_params.get(name, self._params[name].default))))
         for name in self.loss.spec.class_params:
             arguments.append(self._class_param(name, given_params.get(name), classes))
+        unweighted = list(arguments)
         suffix = ""
         if weight is not None:
             weight = self._array("weight", weight, False)
@@ -245,7 +246,7 @@ class Kernel:
             if hasattr(self._module, "normalizers"):
                 norms = np.empty(rows, np.float64)
                 function = self._module.normalizers_weighted if use_weight else self._module.normalizers
-                function(*(arguments if use_weight else arguments[:-1] if weight is not None else arguments), norms)
+                function(*(arguments if use_weight else unweighted), norms)
                 scale = float(np.sum(norms))
             else:
                 scale = float(np.sum(weight, dtype=np.float64)) if use_weight else float(rows)

@@ -117,8 +117,6 @@ def _sigmoid(node):
 def _logsigmoid(node):
     if isinstance(node, sp.log) and isinstance(node.args[0], sigmoid):
         return logsigmoid(node.args[0].args[0])
-    if isinstance(node, softplus):
-        return None
     return None
 
 
