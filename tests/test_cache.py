@@ -1,5 +1,5 @@
-"""The on-disk kernel cache: reused across processes, safe under concurrent compiles, and a
-read-only cache directory still gives correct results."""
+"""The on-disk kernel cache: reused across processes, safe under concurrent compiles, and faults
+(corrupt files, a read-only or full directory) still give correct results."""
 
 import json
 import os
@@ -18,7 +18,9 @@ SCRIPT = textwrap.dedent(
     y, p = rng.normal(size=(2, 10_000))
     result = kernel(y, p)
     stats = kernel._module.reduced.stats
+    import hashlib
     print(json.dumps({"loss": result.loss.hex(), "grad": result.grad.sum().hex(),
+                      "bits": hashlib.sha256(result.grad.tobytes() + result.hess.tobytes()).hexdigest(),
                       "hits": stats.cache_hits.__len__(), "misses": len(stats.cache_misses)}))
     """
 )
@@ -47,14 +49,121 @@ def test_second_process_loads_the_compiled_kernel_from_disk(tmp_path):
 
 def test_concurrent_processes_compiling_the_same_kernel_all_succeed_identically(tmp_path):
     env = dict(os.environ, LOSSGEN_CACHE_DIR=str(tmp_path))
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(8)]
     outputs = []
     for proc in procs:
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
+        assert "Traceback" not in err and "damaged" not in err, err
         outputs.append(json.loads(out.strip().splitlines()[-1]))
-    assert len({(o["loss"], o["grad"]) for o in outputs}) == 1
+    assert len({(o["loss"], o["bits"]) for o in outputs}) == 1
     assert len(kernel_files(tmp_path)) == 1
+    assert not list((tmp_path / "kernels").glob("*.tmp")), "a temporary file was left behind"
+    # ... and what they left behind serves the next process without compiling.
+    after, _ = run_probe(tmp_path)
+    assert after["hits"] == 1 and after["misses"] == 0 and after["bits"] == outputs[0]["bits"]
+
+
+def _damage_every_file(cache_dir, damage):
+    files = [f for f in (cache_dir / "kernels").rglob("*") if f.is_file()]
+    assert any(f.suffix == ".py" for f in files) and any(f.suffix == ".nbi" for f in files) and any(f.suffix == ".nbc" for f in files)
+    for f in files:
+        f.write_bytes(damage(f.read_bytes()))
+    return files
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda b: b[: len(b) // 2], lambda b: b"", lambda b: bytes(reversed(b)), lambda b: b"\x80garbage\x00" * 7],
+    ids=["truncated", "empty", "scrambled", "garbage"],
+)
+def test_cache_with_every_file_damaged_still_gives_the_same_numbers_and_heals(tmp_path, damage):
+    baseline, _ = run_probe(tmp_path)
+    _damage_every_file(tmp_path, damage)
+    damaged, stderr = run_probe(tmp_path)
+    assert damaged["bits"] == baseline["bits"] and damaged["loss"] == baseline["loss"]
+    assert "Traceback" not in stderr
+    # The damaged entry was replaced: the next process loads it without compiling or warning.
+    healed, stderr = run_probe(tmp_path)
+    assert healed["hits"] == 1 and healed["misses"] == 0, stderr
+    assert healed["bits"] == baseline["bits"] and "RuntimeWarning" not in stderr
+
+
+def test_damaged_numba_index_alone_is_flushed_with_one_warning(tmp_path):
+    baseline, _ = run_probe(tmp_path)
+    for index in (tmp_path / "kernels").rglob("*.nbi"):
+        index.write_bytes(b"\xe0 not a pickle")
+    damaged, stderr = run_probe(tmp_path)
+    assert damaged["bits"] == baseline["bits"]
+    assert stderr.count("could not be read") == 1, stderr
+
+
+def test_kernel_file_with_a_bad_checksum_is_rebuilt(tmp_path):
+    baseline, _ = run_probe(tmp_path)
+    (source,) = (tmp_path / "kernels").glob("*.py")
+    # Valid Python that computes something else: only the checksum can tell.
+    source.write_text(source.read_text().replace("_loss = ", "_loss = 2*", 1))
+    rebuilt, stderr = run_probe(tmp_path)
+    assert rebuilt["bits"] == baseline["bits"] and rebuilt["loss"] == baseline["loss"]
+    assert "checksum" in stderr
+
+
+FULL_DISK = textwrap.dedent(
+    """
+    import errno, os, tempfile
+    import lossgen.cache as cache
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    write = cache._write_atomically
+    def write_unless_full(path, text):
+        # The cache directory is full; the temporary directory is not (unless we say so).
+        if str(path).startswith(os.environ["LOSSGEN_CACHE_DIR"]):
+            full()
+        write(path, text)
+    cache._write_atomically = write_unless_full
+    if os.environ.get("LOSSGEN_TEST_NO_TMP"):
+        tempfile.mkdtemp = full
+    """
+)
+
+
+@pytest.mark.parametrize("no_tmp", [False, True], ids=["tmp-fallback", "in-memory"])
+def test_full_disk_falls_back_with_one_warning(tmp_path, no_tmp):
+    baseline, _ = run_probe(tmp_path / "good")
+    env = dict(os.environ, LOSSGEN_CACHE_DIR=str(tmp_path / "full"), **({"LOSSGEN_TEST_NO_TMP": "1"} if no_tmp else {}))
+    done = subprocess.run([sys.executable, "-c", FULL_DISK + SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["bits"] == baseline["bits"]
+    assert done.stderr.count("RuntimeWarning") == 1, done.stderr
+    assert ("in memory" in done.stderr) == no_tmp
+
+
+def test_key_depends_on_the_cpu(monkeypatch):
+    from lossgen import cache
+
+    key = cache.kernel_key("cpu", "float64", "probe")
+    cache.code_fingerprint.cache_clear()
+    cache.host_cpu.cache_clear()
+    try:
+        monkeypatch.setattr(cache.numba_config, "CPU_NAME", "generic")
+        monkeypatch.setattr(cache.numba_config, "CPU_FEATURES", "-avx2")
+        assert cache.kernel_key("cpu", "float64", "probe") != key
+    finally:
+        monkeypatch.undo()
+        cache.code_fingerprint.cache_clear()
+        cache.host_cpu.cache_clear()
+    assert cache.kernel_key("cpu", "float64", "probe") == key
+
+
+def test_checksum_detects_any_change():
+    from lossgen.cache import checksum_ok, with_checksum
+
+    text = with_checksum("x = 1\n")
+    assert checksum_ok(text)
+    assert not checksum_ok(text.replace("1", "2"))
+    assert not checksum_ok(text[:-1])
+    assert not checksum_ok("x = 1\n")
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write to read-only directories")

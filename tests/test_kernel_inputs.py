@@ -433,3 +433,98 @@ def test_float32_matches_torch_huber_loss(kernels, data, reduction, delta):
     result = kernels["float32", reduction](y32, p32, delta=delta)
     assert result.loss == pytest.approx(expected_loss, rel=1e-5)
     np.testing.assert_allclose(result.grad, expected_grad, rtol=1e-5, atol=1e-6 * np.abs(expected_grad).max())
+
+
+# --- layouts, read-only memory, unusual dtypes and non-finite values --------------------------
+
+
+def test_read_only_inputs_give_exactly_the_writable_result(kernels, data):
+    y, p, w = data
+    frozen = [a.copy() for a in (y, p, w)]
+    for a in frozen:
+        a.flags.writeable = False
+    for combo in [("float64", "none"), ("float64", "weighted_mean")]:
+        expected, result = kernels[combo](y, p, weight=w), kernels[combo](frozen[0], frozen[1], weight=frozen[2])
+        np.testing.assert_array_equal(result.loss, expected.loss)
+        np.testing.assert_array_equal(result.grad, expected.grad)
+
+
+def test_memory_mapped_read_only_input_works(kernels, data, tmp_path):
+    y, p, _ = data
+    path = tmp_path / "p.npy"
+    np.save(path, p)
+    mapped = np.load(path, mmap_mode="r")
+    np.testing.assert_array_equal(kernels["float64", "none"](y, mapped).grad, kernels["float64", "none"](y, p).grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.complex64, object, np.int32, np.bool_, np.longdouble])
+def test_prediction_array_of_an_unsupported_dtype_is_refused_naming_it_and_the_fix(kernels, data, dtype):
+    y, p, _ = data
+    message = input_error(lambda: kernels["float32", "none"](y, p.astype(dtype)))
+    assert "'p'" in message and np.dtype(dtype).name in message and "float32" in message
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.bool_])
+def test_small_real_targets_are_converted_exactly(kernels, data, dtype):
+    y, p, _ = data
+    y_small = np.round(y).astype(dtype)
+    kernel = kernels["float32", "none"]
+    np.testing.assert_array_equal(kernel(y_small, p.astype(np.float32)).grad, kernel(y_small.astype(np.float32), p.astype(np.float32)).grad)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_nan_and_inf_propagate_per_sample_and_never_poison_other_samples(kernels, data, dtype):
+    y, p, _ = data
+    y, p = y.astype(dtype), p.astype(dtype)
+    bad_p, bad_y = p.copy(), y.copy()
+    bad_p[[3, 100]] = [np.nan, np.inf]
+    bad_y[[7, 200]] = [-np.inf, np.nan]
+    bad = np.zeros(p.size, bool)
+    bad[[3, 100, 7, 200]] = True
+    kernel = kernels[dtype, "none"]
+    clean, dirty = kernel(y, p), kernel(bad_y, bad_p)
+    for field in ("loss", "grad", "hess"):
+        np.testing.assert_array_equal(getattr(dirty, field)[~bad], getattr(clean, field)[~bad])
+    # The non-finite samples follow IEEE arithmetic: what NumPy's Huber formula gives for them.
+    with np.errstate(invalid="ignore"):
+        ref_loss, ref_grad, _ = huber_reference(bad_y[bad].astype(np.float64), bad_p[bad].astype(np.float64))
+    np.testing.assert_array_equal(np.isnan(dirty.loss[bad]), np.isnan(ref_loss))
+    np.testing.assert_array_equal(dirty.loss[bad][~np.isnan(ref_loss)], ref_loss[~np.isnan(ref_loss)])
+    np.testing.assert_array_equal(np.isnan(dirty.grad[bad]), np.isnan(ref_grad))
+
+
+def test_nan_in_a_reduced_input_makes_the_loss_nan_and_leaves_other_gradients_alone(kernels, data):
+    y, p, _ = data
+    bad_p = p.copy()
+    bad_p[10] = np.nan
+    clean, dirty = kernels["float64", "sum"](y, p), kernels["float64", "sum"](y, bad_p)
+    assert np.isnan(dirty.loss)
+    keep = np.arange(p.size) != 10
+    np.testing.assert_array_equal(dirty.grad[keep], clean.grad[keep])
+    assert np.isnan(dirty.grad[10])
+
+
+def test_nan_weight_affects_only_its_sample(kernels, data):
+    y, p, w = data
+    bad_w = w.copy()
+    bad_w[5] = np.nan
+    clean, dirty = kernels["float64", "none"](y, p, weight=w), kernels["float64", "none"](y, p, weight=bad_w)
+    keep = np.arange(p.size) != 5
+    np.testing.assert_array_equal(dirty.grad[keep], clean.grad[keep])
+    assert np.isnan(dirty.loss[5])
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_non_finite_param_is_refused_naming_it(kernels, data, value):
+    y, p, _ = data
+    assert "'delta'" in input_error(lambda: kernels["float64", "none"](y, p, delta=value))
+
+
+@pytest.mark.parametrize("n", [1, 2, 4095, 4096, 4097, 3 * 4096 + 5])
+def test_every_length_around_the_block_size_sums_like_numpy(kernels, n):
+    rng = np.random.default_rng(n)
+    y, p = rng.normal(size=(2, n))
+    ref_loss, ref_grad, _ = huber_reference(y, p)
+    result = kernels["float64", "sum"](y, p)
+    assert result.loss == pytest.approx(float(np.sum(ref_loss)), rel=1e-12)
+    np.testing.assert_allclose(result.grad, ref_grad, rtol=1e-15)
