@@ -8,6 +8,8 @@ know raises CodegenError instead of printing something wrong.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 
 import sympy as sp
@@ -21,6 +23,8 @@ from .functions import CUSTOM_FUNCTIONS
 from .stabilize import exp_exact, expand_for_code, expm1_exact
 
 DTYPES = ("float32", "float64")
+# x**n with n up to this is printed as n-1 multiplications (CSE has already shared repeated bases).
+MAX_UNROLLED_POWER = 8
 
 # Functions a formula may contain once lowered; anything else is refused before printing.
 SUPPORTED_FUNCTIONS = (
@@ -66,16 +70,42 @@ class KernelPrinter(PythonCodePrinter):
     """Strict printer of scalar kernel code in a given float type.
 
     Constants are typed (np.float32(0.5) in float32 kernels) so that no operation is silently
-    promoted to float64; integer powers stay integer so numba multiplies instead of calling pow.
+    promoted to float64; small integer powers become multiplications (numba's x**n is a loop,
+    which keeps LLVM from vectorizing). `math_library` maps function names ("exp", "log1p", ...)
+    to the kernel math functions a target calls instead of `math.*`; `used_math` collects the
+    ones printed, for the module's imports.
     """
 
     _default_settings = dict(PythonCodePrinter._default_settings, strict=True, fully_qualified_modules=True)
 
-    def __init__(self, dtype: str):
+    def __init__(self, dtype: str, math_library: Mapping[str, str] | None = None):
         super().__init__({"strict": True})
         if dtype not in DTYPES:
             raise CodegenError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         self.dtype = dtype
+        self.math_library = dict(math_library or {})
+        self.used_math: set[str] = set()
+
+    def call(self, name: str, *args) -> str:
+        """A call of a math function: the target's kernel math library's, else Python's math module's."""
+        function = self.math_library.get(name)
+        if function is None:
+            function = f"math.{name}"
+        else:
+            self.used_math.add(function)
+        return f"{function}({', '.join(self._print(a) for a in args)})"
+
+    def _print_exp(self, expr):
+        return self.call("exp", expr.args[0])
+
+    def _print_log(self, expr):
+        return self.call("log", *expr.args)
+
+    def _print_tanh(self, expr):
+        return self.call("tanh", expr.args[0])
+
+    def _print_sinh(self, expr):
+        return self.call("sinh", expr.args[0])
 
     def typed(self, value: float) -> str:
         text = repr(float(value))
@@ -120,9 +150,18 @@ class KernelPrinter(PythonCodePrinter):
             if n == -1:
                 return f"{self.typed(1)}/{base_code}"
             if n < 0:
-                return f"{self.typed(1)}/{base_code}**{-n}"
-            return f"{base_code}**{n}"
+                return f"{self.typed(1)}/{self._integer_power(base, -n)}"
+            return self._integer_power(base, n)
         return f"{base_code}**{self.parenthesize(exponent, prec, strict=False)}"
+
+    def _integer_power(self, base, n: int) -> str:
+        """base**n as multiplications up to MAX_UNROLLED_POWER, else numba's integer power."""
+        code = self.parenthesize(base, precedence(sp.Mul(2, sp.Symbol("x"))) + 1, strict=False)
+        if n == 1:
+            return code
+        if n > MAX_UNROLLED_POWER:
+            return f"{self.parenthesize(base, precedence(sp.Pow(sp.Symbol('x'), 2)), strict=False)}**{n}"
+        return "(" + "*".join([code] * n) + ")"
 
     def _print_Quotient(self, expr):
         numerator, base, count = expr.args
@@ -131,10 +170,10 @@ class KernelPrinter(PythonCodePrinter):
         return code + f"/{divisor}" * int(count)
 
     def _print_exp_exact(self, expr):
-        return f"math.exp({self._print(expr.args[0])})"
+        return self.call("exp", expr.args[0])
 
     def _print_expm1_exact(self, expr):
-        return f"math.expm1({self._print(expr.args[0])})"
+        return self.call("expm1", expr.args[0])
 
     def _print_sign(self, expr):
         return f"np.sign({self._print(expr.args[0])})"
@@ -146,10 +185,10 @@ class KernelPrinter(PythonCodePrinter):
         return f"math.lgamma({self._print(expr.args[0])})"
 
     def _print_log1p(self, expr):
-        return f"math.log1p({self._print(expr.args[0])})"
+        return self.call("log1p", expr.args[0])
 
     def _print_expm1(self, expr):
-        return f"math.expm1({self._print(expr.args[0])})"
+        return self.call("expm1", expr.args[0])
 
     def _print_Max(self, expr):
         return self._nested("max", expr.args)
@@ -202,17 +241,19 @@ class LoweredLoss:
     grad: tuple[str, ...]
     hess: tuple[str, ...]
     operation_count: int
+    math_imports: tuple[str, ...] = ()
 
 
-def lower(loss, dtype: str) -> LoweredLoss:
-    """CSE and print a Loss's value, gradient and Hessian diagonal for one dtype."""
+def lower(loss, dtype: str, math_library: Mapping[str, str] | None = None) -> LoweredLoss:
+    """CSE and print a Loss's value, gradient and Hessian diagonal for one dtype, calling the
+    functions of `math_library` (see KernelPrinter) where it has them."""
     outputs = [loss.stable_expr, *loss.grad, *(loss.hess[k, k] for k in range(len(loss.wrt)))]
     problem = next((m for m in map(check_supported, outputs) if m), None)
     if problem:
         raise CodegenError(f"{loss.name}: {problem}")
     code_exprs = [protect_divisions(expand_for_code(e, dtype)) for e in outputs]
     temporaries, reduced = _cse(code_exprs, "_t")
-    printer = KernelPrinter(dtype)
+    printer = KernelPrinter(dtype, math_library)
     printed_temps = tuple((sym.name, printer.doprint(value)) for sym, value in temporaries)
     printed = [printer.doprint(e) for e in reduced]
     n = len(loss.wrt)
@@ -227,6 +268,7 @@ def lower(loss, dtype: str) -> LoweredLoss:
         grad=tuple(printed[1:1 + n]),
         hess=tuple(printed[1 + n:]),
         operation_count=ops,
+        math_imports=tuple(sorted(printer.used_math)),
     )
 
 
@@ -262,6 +304,7 @@ class LoweredRows:
     normalizer_aggregates: tuple[LoweredAggregate, ...] = ()
     normalizer_temporaries: tuple[tuple[str, str], ...] = ()
     constant_normalizer: bool = True
+    math_imports: tuple[str, ...] = ()
 
     @property
     def temporaries(self):
@@ -286,7 +329,7 @@ def _cse(exprs, prefix):
     return [(t, v.xreplace(back)) for t, v in temporaries], [e.xreplace(back) for e in reduced]
 
 
-def lower_rows(loss, dtype: str) -> LoweredRows:
+def lower_rows(loss, dtype: str, math_library: Mapping[str, str] | None = None) -> LoweredRows:
     """Lower a row-wise loss: every aggregate becomes a class loop whose value the row-level
     loss and the per-class gradient and Hessian use by name."""
     n = len(loss.wrt)
@@ -298,7 +341,7 @@ def lower_rows(loss, dtype: str) -> LoweredRows:
     code = [protect_divisions(expand_for_code(e, dtype)) for e in outputs]
     aggregates = rowwise.all_aggregates(code)
     names = {a: sp.Symbol(f"_A{i}", real=True) for i, a in enumerate(aggregates)}
-    printer = KernelPrinter(dtype)
+    printer = KernelPrinter(dtype, math_library)
     lowered_aggregates = []
     ops = 0
     for i, agg in enumerate(aggregates):
@@ -322,7 +365,7 @@ def lower_rows(loss, dtype: str) -> LoweredRows:
     needed = set(rowwise.all_aggregates([code[1]]))
     normalizer_temps, (normalizer_reduced,) = _cse([placed[1]], "_n")
     ops += sum(int(sp.count_ops(e)) for e in placed)
-    return LoweredRows(
+    lowered = LoweredRows(
         dtype=dtype,
         inputs=tuple(loss.inputs),
         roles=dict(loss.roles),
@@ -341,3 +384,5 @@ def lower_rows(loss, dtype: str) -> LoweredRows:
         normalizer_temporaries=tuple((t.name, printer.doprint(v)) for t, v in normalizer_temps) + (("_norm", printer.doprint(normalizer_reduced)),),
         constant_normalizer=normalizer == 1,
     )
+    # Every printing call above has run: the kernel math functions used are known now.
+    return dataclasses.replace(lowered, math_imports=tuple(sorted(printer.used_math)))

@@ -27,11 +27,22 @@ class KernelLayout:
     rowwise_template: str
     block: int = 4096
     # Never nnan/ninf: they let LLVM assume NaN and inf away, which breaks IEEE propagation.
+    # Never reassoc either: it would let LLVM reorder the stable formulas and the block sums.
     fastmath: frozenset = frozenset({"contract", "nsz"})
+    # Where the math functions come from: "kmath" (lossgen's vectorizable ones) or None (math.*).
+    math_library: str | None = None
+
+    def math_functions(self, dtype: str) -> dict[str, str]:
+        """Function name -> the name the printer calls for it, in this layout's math library."""
+        if self.math_library is None:
+            return {}
+        from . import kmath
+
+        return {name: function for (name, kind), function in kmath.KERNEL_MATH.items() if kind == dtype}
 
 
 KERNEL_LAYOUTS: dict[str, KernelLayout] = {
-    "cpu": KernelLayout("cpu", "cpu_elementwise.py.jinja", "cpu_rowwise.py.jinja"),
+    "cpu": KernelLayout("cpu", "cpu_elementwise.py.jinja", "cpu_rowwise.py.jinja", math_library=None),
 }
 
 

@@ -1,7 +1,10 @@
 """Load and call: compile a Loss into a Kernel and run it on arrays.
 
-Kernel(*arrays, weight=None, **params) checks names, shapes and dtypes up front and answers a
-mismatch with one InputError naming the argument, so numba never sees an argument it cannot type.
+Kernel(*arrays, weight=None, out=None, **params) checks names, shapes and dtypes up front and
+answers a mismatch with one InputError naming the argument, so numba never sees an argument it
+cannot type. Small inputs run a serial copy of the kernel (waking threads costs more than the work
+below SERIAL_BELOW samples) and `out=` reuses preallocated outputs, so a training loop that calls
+a kernel every step allocates nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from .render import layout_for, render_kernel
 from .transforms import apply_transform
 
 REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
+# Below this many samples the serial kernel is faster than the parallel one: waking numba's
+# threads costs several microseconds (measured crossover: see docs/benchmarks.md).
+SERIAL_BELOW = 32_768
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,8 @@ class Result:
 @functools.lru_cache(maxsize=256)
 def kernel_source(loss, target: str, dtype: str) -> str:
     """Rendered module source for (loss, target, dtype); cached per Loss in this process."""
-    layout_for(target)
-    lowered = lower_rows(loss, dtype) if loss.rowwise else lower(loss, dtype)
+    math_library = layout_for(target).math_functions(dtype)
+    lowered = lower_rows(loss, dtype, math_library) if loss.rowwise else lower(loss, dtype, math_library)
     return render_kernel(lowered, target, loss.name, loss.doc)
 
 
@@ -75,12 +81,26 @@ class Kernel:
         self.dtype = np.dtype(dtype)
         self.reduction = reduction
         self._module = module
+        # The entry points, resolved once: (weighted, serial) -> compiled function.
+        stem = "per_sample" if reduction == "none" else "reduced"
+        self._entries = {}
+        for weighted in (False, True):
+            name = stem + ("_weighted" if weighted else "")
+            parallel = getattr(module, name, None)
+            self._entries[weighted, False] = parallel
+            self._entries[weighted, True] = getattr(module, name + "_serial", parallel)
         self._params = {}
         for name, default in loss.params.items():
             interval = loss.domain[name]
             self._params[name] = _ParamCheck(
                 name, default, float(interval.start), float(interval.end), bool(interval.left_open), bool(interval.right_open)
             )
+        # Loss attributes read on every call, looked up once (a small batch's call is microseconds).
+        self._inputs, self._wrt, self._rowwise = tuple(loss.inputs), tuple(loss.wrt), loss.rowwise
+        self._transform = loss.spec.transform if reduction != "none" else None
+        self._is_wrt = [n in loss.wrt for n in loss.inputs]
+        self._checked_out = None  # (out, shape, checked outputs) of the last out= seen
+        self._default_params = [self.dtype.type(check.value(check.default)) for check in self._params.values()]
 
     def __repr__(self):
         return f"<Kernel {self.loss.name} target={self.target} dtype={self.dtype} reduction={self.reduction}>"
@@ -111,6 +131,8 @@ class Kernel:
         return bound, params
 
     def _array(self, name: str, value, is_wrt: bool) -> np.ndarray:
+        if type(value) is np.ndarray and value.dtype == self.dtype and value.flags.c_contiguous:
+            return value  # the common case, checked in well under a microsecond
         try:
             array = np.asarray(value)
         except Exception as exc:  # noqa: BLE001 - any failure to become an array is the user's input
@@ -127,46 +149,123 @@ class Kernel:
         # asarray with order="C" copies only non-contiguous arrays and keeps 0-d arrays 0-d.
         return np.asarray(array, dtype=self.dtype, order="C")
 
-    def __call__(self, *arrays, weight=None, **named) -> Result:
-        """Evaluate loss, gradient and Hessian diagonal; see Result for shapes."""
-        bound, given_params = self._bind(arrays, named)
-        if self.loss.rowwise:
-            return self._call_rows(bound, given_params, weight)
-        converted = {n: self._array(n, bound[n], n in self.loss.wrt) for n in self.loss.inputs}
-        shape = converted[self.loss.wrt[0]].shape
-        for name, array in converted.items():
+    def __call__(self, *arrays, weight=None, out=None, **named) -> Result:
+        """Evaluate loss, gradient and Hessian diagonal; see Result for shapes.
+
+        out: optional preallocated outputs, a Result from allocate() or from an earlier call of
+        this kernel (for reduction "none" its loss array is filled too). The returned Result
+        holds those arrays.
+        """
+        inputs, wrt = self._inputs, self._wrt
+        if named or len(arrays) != len(inputs) or self._rowwise:
+            bound, given_params = self._bind(arrays, named)
+            if self.loss.rowwise:
+                return self._call_rows(bound, given_params, weight, out)
+            arrays = [bound[n] for n in inputs]
+        else:
+            given_params = None
+        converted = [self._array(n, a, is_wrt) for n, a, is_wrt in zip(inputs, arrays, self._is_wrt)]
+        shape = converted[inputs.index(wrt[0])].shape
+        for name, array in zip(inputs, converted):
             if array.shape != shape:
-                raise InputError(f"array {name!r} has shape {array.shape}, expected {shape} like {self.loss.wrt[0]!r}")
+                raise InputError(f"array {name!r} has shape {array.shape}, expected {shape} like {wrt[0]!r}")
         if weight is not None:
             weight = self._array("weight", weight, False)
             if weight.shape != shape:
                 raise InputError(f"array 'weight' has shape {weight.shape}, expected {shape}")
-        scalar = self.dtype.type
-        params = [scalar(self._params[n].value(given_params.get(n, self._params[n].default))) for n in self._params]
-        flat = [converted[n].reshape(-1) for n in self.loss.inputs]
-        size = flat[0].shape[0]
-        outputs = []
-        for _ in self.loss.wrt:
-            outputs += [np.empty(size, self.dtype), np.empty(size, self.dtype)]
-        extra = [weight.reshape(-1)] if weight is not None else []
-        suffix = "_weighted" if weight is not None else ""
+        if given_params:
+            scalar = self.dtype.type
+            params = [scalar(check.value(given_params.get(name, check.default))) for name, check in self._params.items()]
+        else:
+            params = self._default_params
+        loss_out, grads, hesses = self._outputs(out, shape, shape)
+        arguments = [_flat(a) for a in converted]
+        arguments += params
+        if weight is not None:
+            arguments.append(_flat(weight))
+        size = arguments[0].shape[0]
+        function = self._entries[weight is not None, size < SERIAL_BELOW]
         if self.reduction == "none":
-            loss_out = np.empty(size, self.dtype)
-            getattr(self._module, "per_sample" + suffix)(*flat, *params, *extra, loss_out, *outputs)
-            loss_value = loss_out.reshape(shape)
+            arguments.append(_flat(loss_out))
         else:
             scale = self._scale(size, weight)
-            total = getattr(self._module, "reduced" + suffix)(*flat, *params, *extra, scalar(scale), *outputs)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                # A zero total weight or no samples gives nan, as NumPy's 0/0 does.
-                loss_value = float(np.float64(total) / np.float64(scale))
-        grads = tuple(outputs[2 * k].reshape(shape) for k in range(len(self.loss.wrt)))
-        hesses = tuple(outputs[2 * k + 1].reshape(shape) for k in range(len(self.loss.wrt)))
+            arguments.append(self.dtype.type(scale))
+        for grad, hess in zip(grads, hesses):
+            arguments += [_flat(grad), _flat(hess)]
+        if self.reduction == "none":
+            function(*arguments)
+            loss_value = loss_out
+        else:
+            loss_value = _divide(function(*arguments), scale)
         return self._result(loss_value, grads, hesses)
 
-    def _result(self, loss_value, grads, hesses) -> Result:
-        if self.loss.spec.transform and self.reduction != "none":
-            loss_value, grads, hesses = apply_transform(self.loss.spec.transform, loss_value, grads, hesses)
+    def allocate(self, shape) -> Result:
+        """Empty outputs for inputs whose wrt array has `shape`, to pass as `out=` on every call.
+
+        For row-wise losses `shape` is (rows, classes). The loss field is an array (reduction
+        "none") or None.
+        """
+        shape = tuple(int(s) for s in np.atleast_1d(np.asarray(shape, dtype=np.int64))) if np.ndim(shape) else (int(shape),)
+        loss_shape = shape[:1] if self.loss.rowwise else shape
+        loss = np.empty(loss_shape, self.dtype) if self.reduction == "none" else None
+        grads = tuple(np.empty(shape, self.dtype) for _ in self.loss.wrt)
+        hesses = tuple(np.empty(shape, self.dtype) for _ in self.loss.wrt)
+        return self._result(loss, grads, hesses, transform=False)
+
+    def _outputs(self, out, shape, loss_shape):
+        """(loss array or None, grads, hesses): fresh arrays, or those of `out` after checking them."""
+        n = len(self.loss.wrt)
+        if out is None:
+            loss = np.empty(loss_shape, self.dtype) if self.reduction == "none" else None
+            return loss, tuple(np.empty(shape, self.dtype) for _ in range(n)), tuple(np.empty(shape, self.dtype) for _ in range(n))
+        last = self._checked_out
+        # A training loop passes the same Result every step: check it once. A Result is frozen
+        # and its arrays cannot be reallocated while it holds them; only a shape could change.
+        if last is not None and last[0] is out and last[1] == shape and all(a.shape == s for a, s in last[3]):
+            return last[2]
+        checked = self._check_outputs(out, shape, loss_shape)
+        if isinstance(out, Result):
+            arrays = [a for a in (checked[0], *checked[1], *checked[2]) if a is not None]
+            self._checked_out = (out, shape, checked, [(a, a.shape) for a in arrays])
+        return checked
+
+    def _check_outputs(self, out, shape, loss_shape):
+        n = len(self.loss.wrt)
+        if isinstance(out, Result):
+            loss, grads, hesses = out.loss, out.grad, out.hess
+        elif isinstance(out, (tuple, list)) and len(out) == 3:
+            loss, grads, hesses = out
+        else:
+            raise InputError("out must be a Result (see Kernel.allocate) or a (loss, grad, hess) tuple")
+        if n == 1:
+            grads, hesses = (grads,), (hesses,)
+        elif not (isinstance(grads, tuple) and isinstance(hesses, tuple) and len(grads) == len(hesses) == n):
+            raise InputError(f"out: grad and hess must be tuples of {n} arrays, one per wrt ({', '.join(self.loss.wrt)})")
+        checked = [self._out_array(f"out.grad[{k}]" if n > 1 else "out.grad", g, shape) for k, g in enumerate(grads)]
+        checked += [self._out_array(f"out.hess[{k}]" if n > 1 else "out.hess", h, shape) for k, h in enumerate(hesses)]
+        if self.reduction == "none":
+            loss = self._out_array("out.loss", loss, loss_shape)
+            checked.append(loss)
+        else:
+            loss = None
+        for i, a in enumerate(checked):
+            for b in checked[i + 1:]:
+                if np.may_share_memory(a, b):
+                    raise InputError("out: the output arrays overlap; each needs its own memory")
+        return loss, tuple(checked[:n]), tuple(checked[n:2 * n])
+
+    def _out_array(self, label: str, array, shape) -> np.ndarray:
+        if not isinstance(array, np.ndarray):
+            raise InputError(f"{label} must be a numpy array, got {type(array).__name__}")
+        if array.dtype != self.dtype or array.shape != shape:
+            raise InputError(f"{label} has dtype {array.dtype} and shape {array.shape}; expected {self.dtype} and {shape}")
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise InputError(f"{label} must be C-contiguous and writeable")
+        return array
+
+    def _result(self, loss_value, grads, hesses, transform=True) -> Result:
+        if transform and self._transform:
+            loss_value, grads, hesses = apply_transform(self._transform, loss_value, grads, hesses)
         if len(grads) == 1:
             return Result(loss_value, grads[0], hesses[0])
         return Result(loss_value, grads, hesses)
@@ -199,7 +298,7 @@ class Kernel:
                 check.value(float(v))
         return np.ascontiguousarray(values, dtype=self.dtype)
 
-    def _call_rows(self, bound, given_params, weight) -> Result:
+    def _call_rows(self, bound, given_params, weight, out=None) -> Result:
         roles = self.loss.roles
         wrt0 = self.loss.wrt[0]
         row_arrays = {n: self._array(n, bound[n], n in self.loss.wrt) for n in self.loss.inputs if roles[n] == "row"}
@@ -250,18 +349,17 @@ class Kernel:
                 scale = float(np.sum(norms))
             else:
                 scale = float(np.sum(weight, dtype=np.float64)) if use_weight else float(rows)
+        loss_array, grads, hesses = self._outputs(out, shape, (rows,))
         outputs = []
-        for _ in self.loss.wrt:
-            outputs += [np.empty(shape, self.dtype), np.empty(shape, self.dtype)]
+        for grad, hess in zip(grads, hesses):
+            outputs += [grad, hess]
         loss_out = np.empty(rows, np.float64)
         getattr(self._module, "rows" + suffix)(*arguments, scalar(scale), loss_out, *outputs)
         if self.reduction == "none":
-            loss_value = loss_out.astype(self.dtype)
+            loss_value = loss_array
+            loss_value[...] = loss_out
         else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                loss_value = float(np.float64(np.sum(loss_out)) / np.float64(scale))
-        grads = tuple(outputs[2 * k] for k in range(len(self.loss.wrt)))
-        hesses = tuple(outputs[2 * k + 1] for k in range(len(self.loss.wrt)))
+            loss_value = _divide(float(np.sum(loss_out)), scale)
         return self._result(loss_value, grads, hesses)
 
     def _scale(self, size: int, weight) -> float:
@@ -271,6 +369,20 @@ class Kernel:
         if self.reduction == "weighted_mean" and weight is not None:
             return float(np.sum(weight, dtype=np.float64))
         return float(size)
+
+
+def _flat(array: np.ndarray) -> np.ndarray:
+    return array if array.ndim == 1 else array.reshape(-1)
+
+
+def _divide(total: float, scale: float) -> float:
+    """total / scale with IEEE semantics, as NumPy divides: x/0 is ±inf and 0/0 (an empty input,
+    a zero total weight) is nan."""
+    if scale:
+        return total / scale
+    if total == 0 or math.isnan(total):
+        return math.nan
+    return math.copysign(math.inf, total) * math.copysign(1.0, scale)
 
 
 def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction: str = "mean") -> Kernel:

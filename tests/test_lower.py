@@ -4,6 +4,8 @@ import sympy as sp
 import pytest
 
 import lossgen as lg
+from sympy.codegen.cfunctions import log1p
+
 from lossgen.lower import KernelPrinter, lower
 
 
@@ -43,3 +45,21 @@ def test_generated_kernel_has_no_dirac_or_heaviside():
         for dtype in ("float64",):
             source = loss.compile(dtype=dtype).source
             assert "Heaviside" not in source and "DiracDelta" not in source
+
+
+def test_small_integer_powers_print_as_multiplications_and_large_ones_as_powers():
+    x, y = sp.symbols("x y", real=True)
+    printer = KernelPrinter("float64")
+    assert printer.doprint(x**3) == "(x*x*x)"
+    assert printer.doprint((x + y) ** 2) == "((x + y)*(x + y))"
+    assert printer.doprint(x**-2) == "1.0/(x*x)"
+    assert printer.doprint(x**20) == "x**20"
+
+
+def test_math_library_functions_replace_math_module_calls_and_are_recorded():
+    x = sp.symbols("x", real=True)
+    printer = KernelPrinter("float32", {"exp": "exp_f32", "log1p": "log1p_f32"})
+    code = printer.doprint(sp.exp(x) + log1p(x) + sp.log(x))
+    assert "exp_f32(x)" in code and "log1p_f32(x)" in code and "math.log(x)" in code
+    assert "math.exp" not in code and "math.log1p" not in code
+    assert sorted(printer.used_math) == ["exp_f32", "log1p_f32"]

@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from lossgen.kreduce import block_sum
+
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
 
@@ -46,7 +48,7 @@ def per_sample(y_arr, p_arr, alpha, gamma, _loss_out, _grad_p_out, _hess_p_out):
         _t25 = _t12*gamma
         _loss = _t12
         _grad_p = _t18 + _t24*_t25
-        _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*_t24**2*gamma**2 + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+        _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -59,8 +61,12 @@ def reduced(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out):
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
     for _b in prange(_blocks):
-        _acc = 0.0
-        for _i in range(_b * BLOCK, min(_b * BLOCK + BLOCK, _n)):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = -p
@@ -91,11 +97,105 @@ def reduced(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out):
             _t25 = _t12*gamma
             _loss = _t12
             _grad_p = _t18 + _t24*_t25
-            _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*_t24**2*gamma**2 + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
-            _acc += np.float64(_loss)
+            _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+            _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
-        _partial[_b] = _acc
+        _partial[_b] = block_sum(_losses, _stop - _start)
+    _total = 0.0
+    for _b in range(_blocks):
+        _total += _partial[_b]
+    return _total
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def per_sample_serial(y_arr, p_arr, alpha, gamma, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-sample loss, gradient and Hessian diagonal (reduction "none"); one thread."""
+    for _i in range(_loss_out.shape[0]):
+        y = y_arr[_i]
+        p = p_arr[_i]
+        _t0 = -p
+        _t1 = math.exp(-abs(p))
+        _t2 = math.log1p(_t1)
+        _t3 = np.float32(1.0) - y
+        _t4 = -_t2
+        _t5 = min(np.float32(0.0), _t0)
+        _t6 = _t5 + math.log(y)
+        _t7 = min(np.float32(0.0), p)
+        _t8 = math.log1p(-y)
+        _t9 = _t6 - _t7 - _t8
+        _t10 = math.exp(-abs(_t9))
+        _t11 = (_t3*(np.float32(1.0) - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
+        _t12 = _t11*(_t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0)))
+        _t13 = math.exp(_t7)
+        _t14 = _t13*_t3
+        _t15 = _t1 + np.float32(1.0)
+        _t16 = math.exp(_t5)
+        _t17 = _t16*y
+        _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
+        _t19 = math.exp(min(np.float32(0.0), -_t9))
+        _t20 = _t16*_t19
+        _t21 = _t10 + np.float32(1.0)
+        _t22 = math.exp(min(np.float32(0.0), _t9))
+        _t23 = _t13*_t22
+        _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
+        _t25 = _t12*gamma
+        _loss = _t12
+        _grad_p = _t18 + _t24*_t25
+        _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+        _loss_out[_i] = _loss
+        _grad_p_out[_i] = _grad_p
+        _hess_p_out[_i] = _hess_p
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def reduced_serial(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out):
+    """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    _n = _grad_p_out.shape[0]
+    _blocks = (_n + BLOCK - 1) // BLOCK
+    _partial = np.empty(_blocks, dtype=np.float64)
+    for _b in range(_blocks):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
+            y = y_arr[_i]
+            p = p_arr[_i]
+            _t0 = -p
+            _t1 = math.exp(-abs(p))
+            _t2 = math.log1p(_t1)
+            _t3 = np.float32(1.0) - y
+            _t4 = -_t2
+            _t5 = min(np.float32(0.0), _t0)
+            _t6 = _t5 + math.log(y)
+            _t7 = min(np.float32(0.0), p)
+            _t8 = math.log1p(-y)
+            _t9 = _t6 - _t7 - _t8
+            _t10 = math.exp(-abs(_t9))
+            _t11 = (_t3*(np.float32(1.0) - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
+            _t12 = _t11*(_t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0)))
+            _t13 = math.exp(_t7)
+            _t14 = _t13*_t3
+            _t15 = _t1 + np.float32(1.0)
+            _t16 = math.exp(_t5)
+            _t17 = _t16*y
+            _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
+            _t19 = math.exp(min(np.float32(0.0), -_t9))
+            _t20 = _t16*_t19
+            _t21 = _t10 + np.float32(1.0)
+            _t22 = math.exp(min(np.float32(0.0), _t9))
+            _t23 = _t13*_t22
+            _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
+            _t25 = _t12*gamma
+            _loss = _t12
+            _grad_p = _t18 + _t24*_t25
+            _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+            _losses[_i - _start] = np.float64(_loss)
+            _grad_p_out[_i] = _grad_p / _scale
+            _hess_p_out[_i] = _hess_p / _scale
+        _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
         _total += _partial[_b]
@@ -136,7 +236,7 @@ def per_sample_weighted(y_arr, p_arr, alpha, gamma, _weight, _loss_out, _grad_p_
         _t25 = _t12*gamma
         _loss = _t12
         _grad_p = _t18 + _t24*_t25
-        _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*_t24**2*gamma**2 + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+        _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -150,8 +250,12 @@ def reduced_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p_out, _
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
     for _b in prange(_blocks):
-        _acc = 0.0
-        for _i in range(_b * BLOCK, min(_b * BLOCK + BLOCK, _n)):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = -p
@@ -182,12 +286,108 @@ def reduced_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p_out, _
             _t25 = _t12*gamma
             _loss = _t12
             _grad_p = _t18 + _t24*_t25
-            _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*_t24**2*gamma**2 + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+            _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
             _w = _weight[_i]
-            _acc += np.float64(_w * _loss)
+            _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
-        _partial[_b] = _acc
+        _partial[_b] = block_sum(_losses, _stop - _start)
+    _total = 0.0
+    for _b in range(_blocks):
+        _total += _partial[_b]
+    return _total
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def per_sample_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-sample loss, gradient and Hessian diagonal (reduction "none"), times the weight; one thread."""
+    for _i in range(_loss_out.shape[0]):
+        y = y_arr[_i]
+        p = p_arr[_i]
+        _t0 = -p
+        _t1 = math.exp(-abs(p))
+        _t2 = math.log1p(_t1)
+        _t3 = np.float32(1.0) - y
+        _t4 = -_t2
+        _t5 = min(np.float32(0.0), _t0)
+        _t6 = _t5 + math.log(y)
+        _t7 = min(np.float32(0.0), p)
+        _t8 = math.log1p(-y)
+        _t9 = _t6 - _t7 - _t8
+        _t10 = math.exp(-abs(_t9))
+        _t11 = (_t3*(np.float32(1.0) - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
+        _t12 = _t11*(_t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0)))
+        _t13 = math.exp(_t7)
+        _t14 = _t13*_t3
+        _t15 = _t1 + np.float32(1.0)
+        _t16 = math.exp(_t5)
+        _t17 = _t16*y
+        _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
+        _t19 = math.exp(min(np.float32(0.0), -_t9))
+        _t20 = _t16*_t19
+        _t21 = _t10 + np.float32(1.0)
+        _t22 = math.exp(min(np.float32(0.0), _t9))
+        _t23 = _t13*_t22
+        _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
+        _t25 = _t12*gamma
+        _loss = _t12
+        _grad_p = _t18 + _t24*_t25
+        _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+        _w = _weight[_i]
+        _loss_out[_i] = _w * _loss
+        _grad_p_out[_i] = _w * _grad_p
+        _hess_p_out[_i] = _w * _hess_p
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def reduced_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p_out, _hess_p_out):
+    """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    _n = _grad_p_out.shape[0]
+    _blocks = (_n + BLOCK - 1) // BLOCK
+    _partial = np.empty(_blocks, dtype=np.float64)
+    for _b in range(_blocks):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
+            y = y_arr[_i]
+            p = p_arr[_i]
+            _t0 = -p
+            _t1 = math.exp(-abs(p))
+            _t2 = math.log1p(_t1)
+            _t3 = np.float32(1.0) - y
+            _t4 = -_t2
+            _t5 = min(np.float32(0.0), _t0)
+            _t6 = _t5 + math.log(y)
+            _t7 = min(np.float32(0.0), p)
+            _t8 = math.log1p(-y)
+            _t9 = _t6 - _t7 - _t8
+            _t10 = math.exp(-abs(_t9))
+            _t11 = (_t3*(np.float32(1.0) - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
+            _t12 = _t11*(_t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0)))
+            _t13 = math.exp(_t7)
+            _t14 = _t13*_t3
+            _t15 = _t1 + np.float32(1.0)
+            _t16 = math.exp(_t5)
+            _t17 = _t16*y
+            _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
+            _t19 = math.exp(min(np.float32(0.0), -_t9))
+            _t20 = _t16*_t19
+            _t21 = _t10 + np.float32(1.0)
+            _t22 = math.exp(min(np.float32(0.0), _t9))
+            _t23 = _t13*_t22
+            _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
+            _t25 = _t12*gamma
+            _loss = _t12
+            _grad_p = _t18 + _t24*_t25
+            _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + np.float32(2.0)*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+            _w = _weight[_i]
+            _losses[_i - _start] = np.float64(_w * _loss)
+            _grad_p_out[_i] = _w * _grad_p / _scale
+            _hess_p_out[_i] = _w * _hess_p / _scale
+        _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
         _total += _partial[_b]

@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from lossgen.kreduce import block_sum
+
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
 
@@ -21,7 +23,7 @@ def per_sample(y_arr, p_arr, delta, _loss_out, _grad_p_out, _hess_p_out):
         _t0 = p - y
         _t1 = abs(_t0)
         _t2 = (delta >= _t1)
-        _loss = ((np.float32(0.5))*_t0**2 if _t2 else delta*(_t1 - np.float32(0.5)*delta))
+        _loss = ((np.float32(0.5))*(_t0*_t0) if _t2 else delta*(_t1 - np.float32(0.5)*delta))
         _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
         _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
         _loss_out[_i] = _loss
@@ -36,20 +38,72 @@ def reduced(y_arr, p_arr, delta, _scale, _grad_p_out, _hess_p_out):
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
     for _b in prange(_blocks):
-        _acc = 0.0
-        for _i in range(_b * BLOCK, min(_b * BLOCK + BLOCK, _n)):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = p - y
             _t1 = abs(_t0)
             _t2 = (delta >= _t1)
-            _loss = ((np.float32(0.5))*_t0**2 if _t2 else delta*(_t1 - np.float32(0.5)*delta))
+            _loss = ((np.float32(0.5))*(_t0*_t0) if _t2 else delta*(_t1 - np.float32(0.5)*delta))
             _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
             _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
-            _acc += np.float64(_loss)
+            _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
-        _partial[_b] = _acc
+        _partial[_b] = block_sum(_losses, _stop - _start)
+    _total = 0.0
+    for _b in range(_blocks):
+        _total += _partial[_b]
+    return _total
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def per_sample_serial(y_arr, p_arr, delta, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-sample loss, gradient and Hessian diagonal (reduction "none"); one thread."""
+    for _i in range(_loss_out.shape[0]):
+        y = y_arr[_i]
+        p = p_arr[_i]
+        _t0 = p - y
+        _t1 = abs(_t0)
+        _t2 = (delta >= _t1)
+        _loss = ((np.float32(0.5))*(_t0*_t0) if _t2 else delta*(_t1 - np.float32(0.5)*delta))
+        _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
+        _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
+        _loss_out[_i] = _loss
+        _grad_p_out[_i] = _grad_p
+        _hess_p_out[_i] = _hess_p
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def reduced_serial(y_arr, p_arr, delta, _scale, _grad_p_out, _hess_p_out):
+    """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    _n = _grad_p_out.shape[0]
+    _blocks = (_n + BLOCK - 1) // BLOCK
+    _partial = np.empty(_blocks, dtype=np.float64)
+    for _b in range(_blocks):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
+            y = y_arr[_i]
+            p = p_arr[_i]
+            _t0 = p - y
+            _t1 = abs(_t0)
+            _t2 = (delta >= _t1)
+            _loss = ((np.float32(0.5))*(_t0*_t0) if _t2 else delta*(_t1 - np.float32(0.5)*delta))
+            _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
+            _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
+            _losses[_i - _start] = np.float64(_loss)
+            _grad_p_out[_i] = _grad_p / _scale
+            _hess_p_out[_i] = _hess_p / _scale
+        _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
         _total += _partial[_b]
@@ -65,7 +119,7 @@ def per_sample_weighted(y_arr, p_arr, delta, _weight, _loss_out, _grad_p_out, _h
         _t0 = p - y
         _t1 = abs(_t0)
         _t2 = (delta >= _t1)
-        _loss = ((np.float32(0.5))*_t0**2 if _t2 else delta*(_t1 - np.float32(0.5)*delta))
+        _loss = ((np.float32(0.5))*(_t0*_t0) if _t2 else delta*(_t1 - np.float32(0.5)*delta))
         _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
         _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
         _w = _weight[_i]
@@ -81,21 +135,75 @@ def reduced_weighted(y_arr, p_arr, delta, _weight, _scale, _grad_p_out, _hess_p_
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
     for _b in prange(_blocks):
-        _acc = 0.0
-        for _i in range(_b * BLOCK, min(_b * BLOCK + BLOCK, _n)):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = p - y
             _t1 = abs(_t0)
             _t2 = (delta >= _t1)
-            _loss = ((np.float32(0.5))*_t0**2 if _t2 else delta*(_t1 - np.float32(0.5)*delta))
+            _loss = ((np.float32(0.5))*(_t0*_t0) if _t2 else delta*(_t1 - np.float32(0.5)*delta))
             _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
             _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
             _w = _weight[_i]
-            _acc += np.float64(_w * _loss)
+            _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
-        _partial[_b] = _acc
+        _partial[_b] = block_sum(_losses, _stop - _start)
+    _total = 0.0
+    for _b in range(_blocks):
+        _total += _partial[_b]
+    return _total
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def per_sample_weighted_serial(y_arr, p_arr, delta, _weight, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-sample loss, gradient and Hessian diagonal (reduction "none"), times the weight; one thread."""
+    for _i in range(_loss_out.shape[0]):
+        y = y_arr[_i]
+        p = p_arr[_i]
+        _t0 = p - y
+        _t1 = abs(_t0)
+        _t2 = (delta >= _t1)
+        _loss = ((np.float32(0.5))*(_t0*_t0) if _t2 else delta*(_t1 - np.float32(0.5)*delta))
+        _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
+        _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
+        _w = _weight[_i]
+        _loss_out[_i] = _w * _loss
+        _grad_p_out[_i] = _w * _grad_p
+        _hess_p_out[_i] = _w * _hess_p
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def reduced_weighted_serial(y_arr, p_arr, delta, _weight, _scale, _grad_p_out, _hess_p_out):
+    """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    _n = _grad_p_out.shape[0]
+    _blocks = (_n + BLOCK - 1) // BLOCK
+    _partial = np.empty(_blocks, dtype=np.float64)
+    for _b in range(_blocks):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
+            y = y_arr[_i]
+            p = p_arr[_i]
+            _t0 = p - y
+            _t1 = abs(_t0)
+            _t2 = (delta >= _t1)
+            _loss = ((np.float32(0.5))*(_t0*_t0) if _t2 else delta*(_t1 - np.float32(0.5)*delta))
+            _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
+            _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
+            _w = _weight[_i]
+            _losses[_i - _start] = np.float64(_w * _loss)
+            _grad_p_out[_i] = _w * _grad_p / _scale
+            _hess_p_out[_i] = _w * _hess_p / _scale
+        _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
         _total += _partial[_b]

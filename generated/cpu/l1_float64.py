@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from lossgen.kreduce import block_sum
+
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
 
@@ -33,17 +35,63 @@ def reduced(y_arr, p_arr, alpha, _scale, _grad_p_out, _hess_p_out):
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
     for _b in prange(_blocks):
-        _acc = 0.0
-        for _i in range(_b * BLOCK, min(_b * BLOCK + BLOCK, _n)):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
             _loss = alpha*abs(p)
             _grad_p = alpha*np.sign(p)
             _hess_p = 0.0
-            _acc += np.float64(_loss)
+            _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
-        _partial[_b] = _acc
+        _partial[_b] = block_sum(_losses, _stop - _start)
+    _total = 0.0
+    for _b in range(_blocks):
+        _total += _partial[_b]
+    return _total
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def per_sample_serial(y_arr, p_arr, alpha, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-sample loss, gradient and Hessian diagonal (reduction "none"); one thread."""
+    for _i in range(_loss_out.shape[0]):
+        y = y_arr[_i]
+        p = p_arr[_i]
+        _loss = alpha*abs(p)
+        _grad_p = alpha*np.sign(p)
+        _hess_p = 0.0
+        _loss_out[_i] = _loss
+        _grad_p_out[_i] = _grad_p
+        _hess_p_out[_i] = _hess_p
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def reduced_serial(y_arr, p_arr, alpha, _scale, _grad_p_out, _hess_p_out):
+    """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    _n = _grad_p_out.shape[0]
+    _blocks = (_n + BLOCK - 1) // BLOCK
+    _partial = np.empty(_blocks, dtype=np.float64)
+    for _b in range(_blocks):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
+            y = y_arr[_i]
+            p = p_arr[_i]
+            _loss = alpha*abs(p)
+            _grad_p = alpha*np.sign(p)
+            _hess_p = 0.0
+            _losses[_i - _start] = np.float64(_loss)
+            _grad_p_out[_i] = _grad_p / _scale
+            _hess_p_out[_i] = _hess_p / _scale
+        _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
         _total += _partial[_b]
@@ -72,18 +120,66 @@ def reduced_weighted(y_arr, p_arr, alpha, _weight, _scale, _grad_p_out, _hess_p_
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
     for _b in prange(_blocks):
-        _acc = 0.0
-        for _i in range(_b * BLOCK, min(_b * BLOCK + BLOCK, _n)):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
             _loss = alpha*abs(p)
             _grad_p = alpha*np.sign(p)
             _hess_p = 0.0
             _w = _weight[_i]
-            _acc += np.float64(_w * _loss)
+            _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
-        _partial[_b] = _acc
+        _partial[_b] = block_sum(_losses, _stop - _start)
+    _total = 0.0
+    for _b in range(_blocks):
+        _total += _partial[_b]
+    return _total
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def per_sample_weighted_serial(y_arr, p_arr, alpha, _weight, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-sample loss, gradient and Hessian diagonal (reduction "none"), times the weight; one thread."""
+    for _i in range(_loss_out.shape[0]):
+        y = y_arr[_i]
+        p = p_arr[_i]
+        _loss = alpha*abs(p)
+        _grad_p = alpha*np.sign(p)
+        _hess_p = 0.0
+        _w = _weight[_i]
+        _loss_out[_i] = _w * _loss
+        _grad_p_out[_i] = _w * _grad_p
+        _hess_p_out[_i] = _w * _hess_p
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def reduced_weighted_serial(y_arr, p_arr, alpha, _weight, _scale, _grad_p_out, _hess_p_out):
+    """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    _n = _grad_p_out.shape[0]
+    _blocks = (_n + BLOCK - 1) // BLOCK
+    _partial = np.empty(_blocks, dtype=np.float64)
+    for _b in range(_blocks):
+        _start = _b * BLOCK
+        _stop = min(_start + BLOCK, _n)
+        # Losses go to a block buffer and are summed after the loop: a running sum inside the
+        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        _losses = np.empty(BLOCK, dtype=np.float64)
+        for _i in range(_start, _stop):
+            y = y_arr[_i]
+            p = p_arr[_i]
+            _loss = alpha*abs(p)
+            _grad_p = alpha*np.sign(p)
+            _hess_p = 0.0
+            _w = _weight[_i]
+            _losses[_i - _start] = np.float64(_w * _loss)
+            _grad_p_out[_i] = _w * _grad_p / _scale
+            _hess_p_out[_i] = _w * _hess_p / _scale
+        _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
         _total += _partial[_b]

@@ -62,7 +62,7 @@ def rows(y_arr, p_arr, alpha, gamma, _scale, _loss_out, _grad_p_out, _hess_p_out
             _e10 = math.exp(_e1)
             _e11 = _e0*_e10*_e9*alpha*gamma
             _e12 = _e5*math.expm1(_e4)
-            _e13 = _e7**2
+            _e13 = (_e7*_e7)
             _grad_p_out[_i, _j] = (-_e11*_e7 + _e3*_e6*alpha) / _scale
             _hess_p_out[_i, _j] = (_e0*_e13*_e2**(gamma - 2.0)*_e8*alpha*gamma*math.exp(-2.0*_A0 + 2.0*_A1) - 2.0*_e10*_e6*_e7*_e9*alpha*gamma - _e11*_e12 - _e11*_e13 - _e12*_e3*alpha) / _scale
 
@@ -121,6 +121,6 @@ def rows_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _loss_out, _grad_
             _e10 = math.exp(_e1)
             _e11 = _e0*_e10*_e9*alpha*gamma
             _e12 = _e5*math.expm1(_e4)
-            _e13 = _e7**2
+            _e13 = (_e7*_e7)
             _grad_p_out[_i, _j] = _w * (-_e11*_e7 + _e3*_e6*alpha) / _scale
             _hess_p_out[_i, _j] = _w * (_e0*_e13*_e2**(gamma - 2.0)*_e8*alpha*gamma*math.exp(-2.0*_A0 + 2.0*_A1) - 2.0*_e10*_e6*_e7*_e9*alpha*gamma - _e11*_e12 - _e11*_e13 - _e12*_e3*alpha) / _scale

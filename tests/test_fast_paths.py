@@ -1,0 +1,133 @@
+"""The paths that make kernels fast must not change a single bit: serial vs parallel kernels,
+any thread count, and preallocated outputs (out=)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import lossgen as lg
+from lossgen import runtime
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    rng = np.random.default_rng(7)
+    n = 3 * 4096 + 123  # several reduction blocks and a partial one
+    y = rng.normal(size=n)
+    p = y + rng.normal(scale=2.0, size=n)
+    w = rng.uniform(0.5, 2.0, size=n)
+    return y, p, w
+
+
+def assert_same_bits(a, b):
+    assert a.loss == b.loss if np.isscalar(a.loss) else np.array_equal(a.loss, b.loss, equal_nan=True)
+    np.testing.assert_array_equal(a.grad, b.grad)
+    np.testing.assert_array_equal(a.hess, b.hess)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "weighted_mean"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_serial_kernel_gives_the_parallel_kernels_bits(compiled, inputs, monkeypatch, reduction, dtype):
+    kernel = compiled("log_cosh", dtype, reduction)
+    y, p, w = (a.astype(dtype) for a in inputs)
+    monkeypatch.setattr(runtime, "SERIAL_BELOW", 0)
+    parallel = kernel(y, p, weight=w)
+    monkeypatch.setattr(runtime, "SERIAL_BELOW", 10**12)
+    serial = kernel(y, p, weight=w)
+    assert_same_bits(parallel, serial)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_results_do_not_depend_on_the_thread_count(compiled, inputs, monkeypatch, dtype):
+    kernel = compiled("log_cosh", dtype, "sum")
+    y, p, _ = (a.astype(dtype) for a in inputs)
+    monkeypatch.setattr(runtime, "SERIAL_BELOW", 0)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = kernel(y, p)
+        numba.set_num_threads(2)
+        two = kernel(y, p)
+    finally:
+        numba.set_num_threads(before)
+    assert_same_bits(one, two)
+
+
+def test_block_sum_is_exact_on_integers_and_matches_a_fixed_order():
+    from lossgen.kreduce import block_sum
+
+    values = np.arange(1, 4100, dtype=np.float64)
+    for count in (0, 1, 7, 8, 9, 4099):
+        assert block_sum(values, count) == float(np.sum(values[:count]))
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=4096) * 10.0 ** rng.integers(-8, 8, size=4096)
+    lanes = [sum(values[j:4096:8].tolist()[i] for i in range(512)) for j in range(8)]
+    # the documented order: lanes summed pairwise, then the (empty) tail
+    expected = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])) + 0.0
+    assert block_sum(values, 4096) == expected
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_out_reuses_the_given_arrays_and_gives_the_same_bits(compiled, inputs, reduction):
+    kernel = compiled("log_cosh", "float64", reduction)
+    y, p, _ = inputs
+    fresh = kernel(y, p)
+    out = kernel.allocate(p.shape)
+    reused = kernel(y, p, out=out)
+    assert reused.grad is out.grad and reused.hess is out.hess
+    if reduction == "none":
+        assert reused.loss is out.loss
+    else:
+        assert out.loss is None and isinstance(reused.loss, float)
+    assert_same_bits(fresh, reused)
+    # a second step with other inputs overwrites them in place
+    again = kernel(y, p * 0.5, out=reused)
+    assert again.grad is out.grad
+    assert_same_bits(again, kernel(y, p * 0.5))
+
+
+def test_out_may_be_a_tuple_and_works_for_two_dimensional_inputs(compiled, inputs):
+    kernel = compiled("log_cosh", "float64", "none")
+    y, p, _ = (a[:4000].reshape(40, 100) for a in inputs)
+    out = (np.empty((40, 100)), np.empty((40, 100)), np.empty((40, 100)))
+    result = kernel(y, p, out=out)
+    assert result.loss is out[0] and result.grad is out[1] and result.hess is out[2]
+    assert_same_bits(result, kernel(y, p))
+
+
+def bad_out_message(kernel, y, p, out):
+    with pytest.raises(lg.InputError) as info:
+        kernel(y, p, out=out)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_out_with_a_wrong_dtype_shape_layout_or_overlap_is_refused_naming_it(compiled, inputs):
+    kernel = compiled("log_cosh", "float64", "mean")
+    y, p, _ = inputs
+    n = p.size
+    good = np.empty(n)
+    assert "out.grad" in bad_out_message(kernel, y, p, (None, np.empty(n, np.float32), good))
+    assert "out.hess" in bad_out_message(kernel, y, p, (None, good, np.empty(n + 1)))
+    assert "C-contiguous" in bad_out_message(kernel, y, p, (None, np.empty(2 * n)[::2], good))
+    frozen = np.empty(n)
+    frozen.flags.writeable = False
+    assert "writeable" in bad_out_message(kernel, y, p, (None, frozen, good))
+    assert "overlap" in bad_out_message(kernel, y, p, (None, good, good))
+    assert "Result" in bad_out_message(kernel, y, p, [good, good])
+
+
+def test_out_for_a_row_wise_loss(compiled):
+    kernel = compiled("cross_entropy", "float64", "none")
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(50, 4))
+    labels = rng.integers(0, 4, size=50)
+    out = kernel.allocate(logits.shape)
+    assert out.loss.shape == (50,)
+    result = kernel(y=labels, p=logits, out=out)
+    fresh = kernel(y=labels, p=logits)
+    assert result.grad is out.grad
+    assert_same_bits(result, fresh)
