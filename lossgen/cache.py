@@ -186,7 +186,8 @@ def _guard_numba_cache(module: ModuleType) -> None:
     """
     for value in list(vars(module).values()):
         cache = getattr(value, "_cache", None)
-        if not isinstance(value, Dispatcher) or cache is None:
+        # Kernel modules import kmath's functions: each dispatcher is wrapped once, not per module.
+        if not isinstance(value, Dispatcher) or cache is None or getattr(cache, "_lossgen_guarded", False):
             continue
         load, save = cache.load_overload, cache.save_overload
 
@@ -210,6 +211,16 @@ def _guard_numba_cache(module: ModuleType) -> None:
                                          f"({type(exc).__name__}: {exc}); the kernel works but is not cached")
 
         cache.load_overload, cache.save_overload = guarded_load, guarded_save
+        cache._lossgen_guarded = True
+
+
+@functools.lru_cache(maxsize=1)
+def _guard_support_modules() -> None:
+    """The functions kernels call (kmath, kreduce) are cached by numba beside lossgen's source."""
+    from . import kmath, kreduce
+
+    _guard_numba_cache(kmath)
+    _guard_numba_cache(kreduce)
 
 
 def load_kernel_module(key: str, label: str, make_source: Callable[[], str]) -> ModuleType:
@@ -220,6 +231,7 @@ def load_kernel_module(key: str, label: str, make_source: Callable[[], str]) -> 
         if module is not None:
             return module
         module_name = f"lossgen_kernels.{label}_{key}"
+        _guard_support_modules()
         directory = _writable_kernel_dir()
         module = None
         if directory is not None:

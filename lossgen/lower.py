@@ -142,9 +142,14 @@ class KernelPrinter(PythonCodePrinter):
         prec = precedence(expr)
         base_code = self.parenthesize(base, prec, strict=False)
         if exponent == sp.Rational(1, 2):
-            return f"math.sqrt({self._print(base)})"
+            return self.call_sqrt(base)
         if exponent == -sp.Rational(1, 2):
-            return f"{self.typed(1)}/math.sqrt({self._print(base)})"
+            return f"{self.typed(1)}/{self.call_sqrt(base)}"
+        if exponent.is_Rational and exponent.q == 2 and 1 < abs(exponent.p) <= 2 * MAX_UNROLLED_POWER:
+            # x**(k + 1/2) = x**k * sqrt(x): a vector instruction instead of a pow call.
+            whole = self._integer_power(base, (abs(int(exponent.p)) - 1) // 2)
+            product = f"({whole}*{self.call_sqrt(base)})"
+            return product if exponent > 0 else f"{self.typed(1)}/{product}"
         if exponent.is_Integer:
             n = int(exponent)
             if n == -1:
@@ -153,6 +158,10 @@ class KernelPrinter(PythonCodePrinter):
                 return f"{self.typed(1)}/{self._integer_power(base, -n)}"
             return self._integer_power(base, n)
         return f"{base_code}**{self.parenthesize(exponent, prec, strict=False)}"
+
+    def call_sqrt(self, base) -> str:
+        """sqrt is an IEEE-exact instruction everywhere: always Python's math.sqrt."""
+        return f"math.sqrt({self._print(base)})"
 
     def _integer_power(self, base, n: int) -> str:
         """base**n as multiplications up to MAX_UNROLLED_POWER, else numba's integer power."""

@@ -42,7 +42,7 @@ class KernelLayout:
 
 
 KERNEL_LAYOUTS: dict[str, KernelLayout] = {
-    "cpu": KernelLayout("cpu", "cpu_elementwise.py.jinja", "cpu_rowwise.py.jinja", math_library=None),
+    "cpu": KernelLayout("cpu", "cpu_elementwise.py.jinja", "cpu_rowwise.py.jinja", math_library="kmath"),
 }
 
 

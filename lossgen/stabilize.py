@@ -451,7 +451,10 @@ def stabilize_derivative(expr: sp.Expr, applied: set[str] | None = None) -> sp.E
 # Branch-free primitive forms used in generated code. exp(-|x|) <= 1 never overflows, and CSE
 # shares it between, say, a softplus in the loss and a sigmoid in the gradient.
 def _sigmoid_code(x):
-    return sp.exp(sp.Min(x, 0)) / (1 + sp.exp(-sp.Abs(x)))
+    # exp(min(x, 0)) is 1 or exp(-|x|): written as a select, the one exp(-|x|) that softplus and
+    # the other sigmoids of x (or -x) need is shared by CSE instead of computing three.
+    tail = sp.exp(-sp.Abs(x))
+    return sp.Piecewise((1, x >= 0), (tail, True)) / (1 + tail)
 
 
 def _softplus_code(x):

@@ -184,3 +184,13 @@ def test_unusable_cache_directory_falls_back_with_one_warning(tmp_path):
     result, stderr = run_probe(blocker)
     assert stderr.count("not writable") == 1
     assert result["loss"] == baseline["loss"]
+
+
+def test_numba_cache_guard_wraps_each_dispatcher_once():
+    from lossgen import cache, kmath
+
+    cache._guard_support_modules()
+    load = kmath.exp_f64._cache.load_overload
+    cache._guard_numba_cache(kmath)
+    assert kmath.exp_f64._cache.load_overload is load
+    assert kmath.exp_f64._cache._lossgen_guarded

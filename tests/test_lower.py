@@ -63,3 +63,12 @@ def test_math_library_functions_replace_math_module_calls_and_are_recorded():
     assert "exp_f32(x)" in code and "log1p_f32(x)" in code and "math.log(x)" in code
     assert "math.exp" not in code and "math.log1p" not in code
     assert sorted(printer.used_math) == ["exp_f32", "log1p_f32"]
+
+
+def test_half_integer_powers_print_as_sqrt_times_multiplications():
+    x = sp.symbols("x", positive=True)
+    printer = KernelPrinter("float64")
+    assert printer.doprint(x ** sp.Rational(3, 2)) == "(x*math.sqrt(x))"
+    assert printer.doprint(x ** sp.Rational(-3, 2)) == "1.0/(x*math.sqrt(x))"
+    assert printer.doprint(x ** sp.Rational(5, 2)) == "((x*x)*math.sqrt(x))"
+    assert "**" in printer.doprint(x ** sp.Rational(1, 3))

@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
+from lossgen.kmath import log1p_f64, log_f64
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -22,7 +23,7 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = 1.0 - y
         _t1 = 1.0 - p
-        _loss = -_t0*math.log1p(-p) - y*math.log(p)
+        _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
         _grad_p = _t0/_t1 + (-y)/p
         _hess_p = _t0/_t1/_t1 + y/p/p
         _loss_out[_i] = _loss
@@ -47,7 +48,7 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = 1.0 - y
             _t1 = 1.0 - p
-            _loss = -_t0*math.log1p(-p) - y*math.log(p)
+            _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
             _grad_p = _t0/_t1 + (-y)/p
             _hess_p = _t0/_t1/_t1 + y/p/p
             _losses[_i - _start] = np.float64(_loss)
@@ -68,7 +69,7 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = 1.0 - y
         _t1 = 1.0 - p
-        _loss = -_t0*math.log1p(-p) - y*math.log(p)
+        _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
         _grad_p = _t0/_t1 + (-y)/p
         _hess_p = _t0/_t1/_t1 + y/p/p
         _loss_out[_i] = _loss
@@ -93,7 +94,7 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = 1.0 - y
             _t1 = 1.0 - p
-            _loss = -_t0*math.log1p(-p) - y*math.log(p)
+            _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
             _grad_p = _t0/_t1 + (-y)/p
             _hess_p = _t0/_t1/_t1 + y/p/p
             _losses[_i - _start] = np.float64(_loss)
@@ -114,7 +115,7 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         p = p_arr[_i]
         _t0 = 1.0 - y
         _t1 = 1.0 - p
-        _loss = -_t0*math.log1p(-p) - y*math.log(p)
+        _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
         _grad_p = _t0/_t1 + (-y)/p
         _hess_p = _t0/_t1/_t1 + y/p/p
         _w = _weight[_i]
@@ -140,7 +141,7 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = 1.0 - y
             _t1 = 1.0 - p
-            _loss = -_t0*math.log1p(-p) - y*math.log(p)
+            _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
             _grad_p = _t0/_t1 + (-y)/p
             _hess_p = _t0/_t1/_t1 + y/p/p
             _w = _weight[_i]
@@ -162,7 +163,7 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
         p = p_arr[_i]
         _t0 = 1.0 - y
         _t1 = 1.0 - p
-        _loss = -_t0*math.log1p(-p) - y*math.log(p)
+        _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
         _grad_p = _t0/_t1 + (-y)/p
         _hess_p = _t0/_t1/_t1 + y/p/p
         _w = _weight[_i]
@@ -188,7 +189,7 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             p = p_arr[_i]
             _t0 = 1.0 - y
             _t1 = 1.0 - p
-            _loss = -_t0*math.log1p(-p) - y*math.log(p)
+            _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
             _grad_p = _t0/_t1 + (-y)/p
             _hess_p = _t0/_t1/_t1 + y/p/p
             _w = _weight[_i]

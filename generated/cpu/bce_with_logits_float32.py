@@ -2,13 +2,14 @@
 # regenerate with `lossgen build`.
 # Loss: bce_with_logits (float32) -- Binary cross-entropy on a logit p; binary classification; as torch binary_cross_entropy_with_logits.
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 9; operations: 29
+# Intermediate terms: 8; operations: 27
 import math
 
 import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
+from lossgen.kmath import exp_f32, log1p_f32
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -20,18 +21,17 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = -p
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
-        _t3 = np.float32(1.0) - y
-        _t4 = math.exp(min(np.float32(0.0), p))
-        _t5 = _t3*_t4
-        _t6 = _t1 + np.float32(1.0)
-        _t7 = math.exp(min(np.float32(0.0), _t0))
-        _t8 = _t7*y
-        _loss = _t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _t0 = exp_f32(-abs(p))
+        _t1 = log1p_f32(_t0)
+        _t2 = np.float32(1.0) - y
+        _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
+        _t4 = _t2*_t3
+        _t5 = _t0 + np.float32(1.0)
+        _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
+        _t7 = _t6*y
+        _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
+        _grad_p = _t4/_t5 + (-_t7)/_t5
+        _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -52,18 +52,17 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = -p
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
-            _t3 = np.float32(1.0) - y
-            _t4 = math.exp(min(np.float32(0.0), p))
-            _t5 = _t3*_t4
-            _t6 = _t1 + np.float32(1.0)
-            _t7 = math.exp(min(np.float32(0.0), _t0))
-            _t8 = _t7*y
-            _loss = _t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0))
-            _grad_p = _t5/_t6 + (-_t8)/_t6
-            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+            _t0 = exp_f32(-abs(p))
+            _t1 = log1p_f32(_t0)
+            _t2 = np.float32(1.0) - y
+            _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
+            _t4 = _t2*_t3
+            _t5 = _t0 + np.float32(1.0)
+            _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
+            _t7 = _t6*y
+            _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
+            _grad_p = _t4/_t5 + (-_t7)/_t5
+            _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -80,18 +79,17 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = -p
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
-        _t3 = np.float32(1.0) - y
-        _t4 = math.exp(min(np.float32(0.0), p))
-        _t5 = _t3*_t4
-        _t6 = _t1 + np.float32(1.0)
-        _t7 = math.exp(min(np.float32(0.0), _t0))
-        _t8 = _t7*y
-        _loss = _t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _t0 = exp_f32(-abs(p))
+        _t1 = log1p_f32(_t0)
+        _t2 = np.float32(1.0) - y
+        _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
+        _t4 = _t2*_t3
+        _t5 = _t0 + np.float32(1.0)
+        _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
+        _t7 = _t6*y
+        _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
+        _grad_p = _t4/_t5 + (-_t7)/_t5
+        _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -112,18 +110,17 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = -p
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
-            _t3 = np.float32(1.0) - y
-            _t4 = math.exp(min(np.float32(0.0), p))
-            _t5 = _t3*_t4
-            _t6 = _t1 + np.float32(1.0)
-            _t7 = math.exp(min(np.float32(0.0), _t0))
-            _t8 = _t7*y
-            _loss = _t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0))
-            _grad_p = _t5/_t6 + (-_t8)/_t6
-            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+            _t0 = exp_f32(-abs(p))
+            _t1 = log1p_f32(_t0)
+            _t2 = np.float32(1.0) - y
+            _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
+            _t4 = _t2*_t3
+            _t5 = _t0 + np.float32(1.0)
+            _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
+            _t7 = _t6*y
+            _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
+            _grad_p = _t4/_t5 + (-_t7)/_t5
+            _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -140,18 +137,17 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = -p
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
-        _t3 = np.float32(1.0) - y
-        _t4 = math.exp(min(np.float32(0.0), p))
-        _t5 = _t3*_t4
-        _t6 = _t1 + np.float32(1.0)
-        _t7 = math.exp(min(np.float32(0.0), _t0))
-        _t8 = _t7*y
-        _loss = _t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _t0 = exp_f32(-abs(p))
+        _t1 = log1p_f32(_t0)
+        _t2 = np.float32(1.0) - y
+        _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
+        _t4 = _t2*_t3
+        _t5 = _t0 + np.float32(1.0)
+        _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
+        _t7 = _t6*y
+        _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
+        _grad_p = _t4/_t5 + (-_t7)/_t5
+        _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -173,18 +169,17 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = -p
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
-            _t3 = np.float32(1.0) - y
-            _t4 = math.exp(min(np.float32(0.0), p))
-            _t5 = _t3*_t4
-            _t6 = _t1 + np.float32(1.0)
-            _t7 = math.exp(min(np.float32(0.0), _t0))
-            _t8 = _t7*y
-            _loss = _t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0))
-            _grad_p = _t5/_t6 + (-_t8)/_t6
-            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+            _t0 = exp_f32(-abs(p))
+            _t1 = log1p_f32(_t0)
+            _t2 = np.float32(1.0) - y
+            _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
+            _t4 = _t2*_t3
+            _t5 = _t0 + np.float32(1.0)
+            _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
+            _t7 = _t6*y
+            _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
+            _grad_p = _t4/_t5 + (-_t7)/_t5
+            _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -202,18 +197,17 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = -p
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
-        _t3 = np.float32(1.0) - y
-        _t4 = math.exp(min(np.float32(0.0), p))
-        _t5 = _t3*_t4
-        _t6 = _t1 + np.float32(1.0)
-        _t7 = math.exp(min(np.float32(0.0), _t0))
-        _t8 = _t7*y
-        _loss = _t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _t0 = exp_f32(-abs(p))
+        _t1 = log1p_f32(_t0)
+        _t2 = np.float32(1.0) - y
+        _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
+        _t4 = _t2*_t3
+        _t5 = _t0 + np.float32(1.0)
+        _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
+        _t7 = _t6*y
+        _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
+        _grad_p = _t4/_t5 + (-_t7)/_t5
+        _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -235,18 +229,17 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = -p
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
-            _t3 = np.float32(1.0) - y
-            _t4 = math.exp(min(np.float32(0.0), p))
-            _t5 = _t3*_t4
-            _t6 = _t1 + np.float32(1.0)
-            _t7 = math.exp(min(np.float32(0.0), _t0))
-            _t8 = _t7*y
-            _loss = _t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), _t0))
-            _grad_p = _t5/_t6 + (-_t8)/_t6
-            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+            _t0 = exp_f32(-abs(p))
+            _t1 = log1p_f32(_t0)
+            _t2 = np.float32(1.0) - y
+            _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
+            _t4 = _t2*_t3
+            _t5 = _t0 + np.float32(1.0)
+            _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
+            _t7 = _t6*y
+            _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
+            _grad_p = _t4/_t5 + (-_t7)/_t5
+            _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

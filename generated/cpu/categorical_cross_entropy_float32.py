@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from lossgen.kmath import log_f32
+
 
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
@@ -31,7 +33,7 @@ def rows(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
             y = y_arr[_i, _j]
             p = p_arr[_i, _j]
 
-            _v = -y*math.log(p) + (np.float32(0.0) if (y == np.float32(0.0)) else y*math.log(_A0))
+            _v = -y*log_f32(p) + (np.float32(0.0) if (y == np.float32(0.0)) else y*log_f32(_A0))
             _A1 += _v
 
         # _A2: sum over the classes
@@ -84,7 +86,7 @@ def rows_weighted(y_arr, p_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p
             y = y_arr[_i, _j]
             p = p_arr[_i, _j]
 
-            _v = -y*math.log(p) + (np.float32(0.0) if (y == np.float32(0.0)) else y*math.log(_A0))
+            _v = -y*log_f32(p) + (np.float32(0.0) if (y == np.float32(0.0)) else y*log_f32(_A0))
             _A1 += _v
 
         # _A2: sum over the classes

@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from lossgen.kmath import exp_f64, expm1_f64
+
 
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows(y_arr, p_arr, ignore_index, label_smoothing, class_weight_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
@@ -82,10 +84,10 @@ def rows(y_arr, p_arr, ignore_index, label_smoothing, class_weight_arr, _scale, 
 
             _e0 = (ignore_index == y)
             _e1 = -_A0 + p
-            _e2 = math.exp(_e1)
+            _e2 = exp_f64(_e1)
             _e3 = _A4*_e2
             _e4 = _A3*(1.0 - label_smoothing)
-            _e5 = math.expm1(_e1)
+            _e5 = expm1_f64(_e1)
             _grad_p_out[_i, _j] = ((0.0 if _e0 else _e4*(_e2 - (1.0 if _j == y else 0.0)) + label_smoothing*(_e3 + (-class_weight)/_C))) / _scale
             _hess_p_out[_i, _j] = ((0.0 if _e0 else -_e2*_e4*_e5 - _e3*_e5*label_smoothing)) / _scale
 
@@ -185,10 +187,10 @@ def rows_weighted(y_arr, p_arr, ignore_index, label_smoothing, class_weight_arr,
 
             _e0 = (ignore_index == y)
             _e1 = -_A0 + p
-            _e2 = math.exp(_e1)
+            _e2 = exp_f64(_e1)
             _e3 = _A4*_e2
             _e4 = _A3*(1.0 - label_smoothing)
-            _e5 = math.expm1(_e1)
+            _e5 = expm1_f64(_e1)
             _grad_p_out[_i, _j] = _w * ((0.0 if _e0 else _e4*(_e2 - (1.0 if _j == y else 0.0)) + label_smoothing*(_e3 + (-class_weight)/_C))) / _scale
             _hess_p_out[_i, _j] = _w * ((0.0 if _e0 else -_e2*_e4*_e5 - _e3*_e5*label_smoothing)) / _scale
 

@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from lossgen.kmath import log1p_f32, log_f32
+
 
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows(y_arr, p_arr, s, _scale, _loss_out, _grad_p_out, _hess_p_out):
@@ -49,7 +51,7 @@ def rows(y_arr, p_arr, s, _scale, _loss_out, _grad_p_out, _hess_p_out):
             y = y_arr[_i, _j]
             p = p_arr[_i, _j]
 
-            _v = -y*math.log(p) - (np.float32(1.0) - y)*math.log1p(-p)
+            _v = -y*log_f32(p) - (np.float32(1.0) - y)*log1p_f32(-p)
             _A3 += _v
         _A3 = _A3 / _C
 
@@ -106,7 +108,7 @@ def rows_weighted(y_arr, p_arr, s, _weight, _scale, _loss_out, _grad_p_out, _hes
             y = y_arr[_i, _j]
             p = p_arr[_i, _j]
 
-            _v = -y*math.log(p) - (np.float32(1.0) - y)*math.log1p(-p)
+            _v = -y*log_f32(p) - (np.float32(1.0) - y)*log1p_f32(-p)
             _A3 += _v
         _A3 = _A3 / _C
 

@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
+from lossgen.kmath import exp_f64
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -20,7 +21,7 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.exp(-p*y)
+        _t0 = exp_f64(-p*y)
         _loss = _t0
         _grad_p = -_t0*y
         _hess_p = _t0*(y*y)
@@ -44,7 +45,7 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.exp(-p*y)
+            _t0 = exp_f64(-p*y)
             _loss = _t0
             _grad_p = -_t0*y
             _hess_p = _t0*(y*y)
@@ -64,7 +65,7 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.exp(-p*y)
+        _t0 = exp_f64(-p*y)
         _loss = _t0
         _grad_p = -_t0*y
         _hess_p = _t0*(y*y)
@@ -88,7 +89,7 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.exp(-p*y)
+            _t0 = exp_f64(-p*y)
             _loss = _t0
             _grad_p = -_t0*y
             _hess_p = _t0*(y*y)
@@ -108,7 +109,7 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.exp(-p*y)
+        _t0 = exp_f64(-p*y)
         _loss = _t0
         _grad_p = -_t0*y
         _hess_p = _t0*(y*y)
@@ -133,7 +134,7 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.exp(-p*y)
+            _t0 = exp_f64(-p*y)
             _loss = _t0
             _grad_p = -_t0*y
             _hess_p = _t0*(y*y)
@@ -154,7 +155,7 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.exp(-p*y)
+        _t0 = exp_f64(-p*y)
         _loss = _t0
         _grad_p = -_t0*y
         _hess_p = _t0*(y*y)
@@ -179,7 +180,7 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.exp(-p*y)
+            _t0 = exp_f64(-p*y)
             _loss = _t0
             _grad_p = -_t0*y
             _hess_p = _t0*(y*y)

@@ -2,13 +2,14 @@
 # regenerate with `lossgen build`.
 # Loss: focal (float64) -- Focal loss on a logit p: down-weights easy examples; class imbalance, dense detection; as torchvision.ops.sigmoid_focal_loss.
 # Inputs: y, p; params: alpha, gamma; wrt: p
-# Intermediate terms: 26; operations: 111
+# Intermediate terms: 25; operations: 108
 import math
 
 import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
+from lossgen.kmath import exp_f64, log1p_f64, log_f64
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -21,34 +22,33 @@ def per_sample(y_arr, p_arr, alpha, gamma, _loss_out, _grad_p_out, _hess_p_out):
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = -p
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
+        _t1 = exp_f64(-abs(p))
+        _t2 = log1p_f64(_t1)
         _t3 = 1.0 - y
         _t4 = -_t2
-        _t5 = min(0.0, _t0)
-        _t6 = _t5 + math.log(y)
-        _t7 = min(0.0, p)
-        _t8 = math.log1p(-y)
-        _t9 = _t6 - _t7 - _t8
-        _t10 = math.exp(-abs(_t9))
-        _t11 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
-        _t12 = _t11*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-        _t13 = math.exp(_t7)
-        _t14 = _t13*_t3
-        _t15 = _t1 + 1.0
-        _t16 = math.exp(_t5)
-        _t17 = _t16*y
-        _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
-        _t19 = math.exp(min(0.0, -_t9))
-        _t20 = _t16*_t19
-        _t21 = _t10 + 1.0
-        _t22 = math.exp(min(0.0, _t9))
-        _t23 = _t13*_t22
-        _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
-        _t25 = _t12*gamma
-        _loss = _t12
-        _grad_p = _t18 + _t24*_t25
-        _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + 2.0*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+        _t5 = log_f64(y) + min(0.0, _t0)
+        _t6 = min(0.0, p)
+        _t7 = log1p_f64(-y)
+        _t8 = _t5 - _t6 - _t7
+        _t9 = exp_f64(-abs(_t8))
+        _t10 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(log1p_f64(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
+        _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
+        _t12 = (1.0 if (p >= 0.0) else _t1)
+        _t13 = _t12*_t3
+        _t14 = _t1 + 1.0
+        _t15 = (1.0 if (p <= 0.0) else _t1)
+        _t16 = _t15*y
+        _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
+        _t18 = (1.0 if (_t8 <= 0.0) else _t9)
+        _t19 = _t15*_t18
+        _t20 = _t9 + 1.0
+        _t21 = (1.0 if (_t8 >= 0.0) else _t9)
+        _t22 = _t12*_t21
+        _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+        _t24 = _t11*gamma
+        _loss = _t11
+        _grad_p = _t17 + _t23*_t24
+        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -70,34 +70,33 @@ def reduced(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = -p
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
+            _t1 = exp_f64(-abs(p))
+            _t2 = log1p_f64(_t1)
             _t3 = 1.0 - y
             _t4 = -_t2
-            _t5 = min(0.0, _t0)
-            _t6 = _t5 + math.log(y)
-            _t7 = min(0.0, p)
-            _t8 = math.log1p(-y)
-            _t9 = _t6 - _t7 - _t8
-            _t10 = math.exp(-abs(_t9))
-            _t11 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
-            _t12 = _t11*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-            _t13 = math.exp(_t7)
-            _t14 = _t13*_t3
-            _t15 = _t1 + 1.0
-            _t16 = math.exp(_t5)
-            _t17 = _t16*y
-            _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
-            _t19 = math.exp(min(0.0, -_t9))
-            _t20 = _t16*_t19
-            _t21 = _t10 + 1.0
-            _t22 = math.exp(min(0.0, _t9))
-            _t23 = _t13*_t22
-            _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
-            _t25 = _t12*gamma
-            _loss = _t12
-            _grad_p = _t18 + _t24*_t25
-            _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + 2.0*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+            _t5 = log_f64(y) + min(0.0, _t0)
+            _t6 = min(0.0, p)
+            _t7 = log1p_f64(-y)
+            _t8 = _t5 - _t6 - _t7
+            _t9 = exp_f64(-abs(_t8))
+            _t10 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(log1p_f64(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
+            _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
+            _t12 = (1.0 if (p >= 0.0) else _t1)
+            _t13 = _t12*_t3
+            _t14 = _t1 + 1.0
+            _t15 = (1.0 if (p <= 0.0) else _t1)
+            _t16 = _t15*y
+            _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
+            _t18 = (1.0 if (_t8 <= 0.0) else _t9)
+            _t19 = _t15*_t18
+            _t20 = _t9 + 1.0
+            _t21 = (1.0 if (_t8 >= 0.0) else _t9)
+            _t22 = _t12*_t21
+            _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+            _t24 = _t11*gamma
+            _loss = _t11
+            _grad_p = _t17 + _t23*_t24
+            _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -115,34 +114,33 @@ def per_sample_serial(y_arr, p_arr, alpha, gamma, _loss_out, _grad_p_out, _hess_
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = -p
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
+        _t1 = exp_f64(-abs(p))
+        _t2 = log1p_f64(_t1)
         _t3 = 1.0 - y
         _t4 = -_t2
-        _t5 = min(0.0, _t0)
-        _t6 = _t5 + math.log(y)
-        _t7 = min(0.0, p)
-        _t8 = math.log1p(-y)
-        _t9 = _t6 - _t7 - _t8
-        _t10 = math.exp(-abs(_t9))
-        _t11 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
-        _t12 = _t11*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-        _t13 = math.exp(_t7)
-        _t14 = _t13*_t3
-        _t15 = _t1 + 1.0
-        _t16 = math.exp(_t5)
-        _t17 = _t16*y
-        _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
-        _t19 = math.exp(min(0.0, -_t9))
-        _t20 = _t16*_t19
-        _t21 = _t10 + 1.0
-        _t22 = math.exp(min(0.0, _t9))
-        _t23 = _t13*_t22
-        _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
-        _t25 = _t12*gamma
-        _loss = _t12
-        _grad_p = _t18 + _t24*_t25
-        _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + 2.0*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+        _t5 = log_f64(y) + min(0.0, _t0)
+        _t6 = min(0.0, p)
+        _t7 = log1p_f64(-y)
+        _t8 = _t5 - _t6 - _t7
+        _t9 = exp_f64(-abs(_t8))
+        _t10 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(log1p_f64(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
+        _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
+        _t12 = (1.0 if (p >= 0.0) else _t1)
+        _t13 = _t12*_t3
+        _t14 = _t1 + 1.0
+        _t15 = (1.0 if (p <= 0.0) else _t1)
+        _t16 = _t15*y
+        _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
+        _t18 = (1.0 if (_t8 <= 0.0) else _t9)
+        _t19 = _t15*_t18
+        _t20 = _t9 + 1.0
+        _t21 = (1.0 if (_t8 >= 0.0) else _t9)
+        _t22 = _t12*_t21
+        _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+        _t24 = _t11*gamma
+        _loss = _t11
+        _grad_p = _t17 + _t23*_t24
+        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -164,34 +162,33 @@ def reduced_serial(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out)
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = -p
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
+            _t1 = exp_f64(-abs(p))
+            _t2 = log1p_f64(_t1)
             _t3 = 1.0 - y
             _t4 = -_t2
-            _t5 = min(0.0, _t0)
-            _t6 = _t5 + math.log(y)
-            _t7 = min(0.0, p)
-            _t8 = math.log1p(-y)
-            _t9 = _t6 - _t7 - _t8
-            _t10 = math.exp(-abs(_t9))
-            _t11 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
-            _t12 = _t11*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-            _t13 = math.exp(_t7)
-            _t14 = _t13*_t3
-            _t15 = _t1 + 1.0
-            _t16 = math.exp(_t5)
-            _t17 = _t16*y
-            _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
-            _t19 = math.exp(min(0.0, -_t9))
-            _t20 = _t16*_t19
-            _t21 = _t10 + 1.0
-            _t22 = math.exp(min(0.0, _t9))
-            _t23 = _t13*_t22
-            _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
-            _t25 = _t12*gamma
-            _loss = _t12
-            _grad_p = _t18 + _t24*_t25
-            _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + 2.0*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+            _t5 = log_f64(y) + min(0.0, _t0)
+            _t6 = min(0.0, p)
+            _t7 = log1p_f64(-y)
+            _t8 = _t5 - _t6 - _t7
+            _t9 = exp_f64(-abs(_t8))
+            _t10 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(log1p_f64(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
+            _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
+            _t12 = (1.0 if (p >= 0.0) else _t1)
+            _t13 = _t12*_t3
+            _t14 = _t1 + 1.0
+            _t15 = (1.0 if (p <= 0.0) else _t1)
+            _t16 = _t15*y
+            _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
+            _t18 = (1.0 if (_t8 <= 0.0) else _t9)
+            _t19 = _t15*_t18
+            _t20 = _t9 + 1.0
+            _t21 = (1.0 if (_t8 >= 0.0) else _t9)
+            _t22 = _t12*_t21
+            _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+            _t24 = _t11*gamma
+            _loss = _t11
+            _grad_p = _t17 + _t23*_t24
+            _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -209,34 +206,33 @@ def per_sample_weighted(y_arr, p_arr, alpha, gamma, _weight, _loss_out, _grad_p_
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = -p
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
+        _t1 = exp_f64(-abs(p))
+        _t2 = log1p_f64(_t1)
         _t3 = 1.0 - y
         _t4 = -_t2
-        _t5 = min(0.0, _t0)
-        _t6 = _t5 + math.log(y)
-        _t7 = min(0.0, p)
-        _t8 = math.log1p(-y)
-        _t9 = _t6 - _t7 - _t8
-        _t10 = math.exp(-abs(_t9))
-        _t11 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
-        _t12 = _t11*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-        _t13 = math.exp(_t7)
-        _t14 = _t13*_t3
-        _t15 = _t1 + 1.0
-        _t16 = math.exp(_t5)
-        _t17 = _t16*y
-        _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
-        _t19 = math.exp(min(0.0, -_t9))
-        _t20 = _t16*_t19
-        _t21 = _t10 + 1.0
-        _t22 = math.exp(min(0.0, _t9))
-        _t23 = _t13*_t22
-        _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
-        _t25 = _t12*gamma
-        _loss = _t12
-        _grad_p = _t18 + _t24*_t25
-        _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + 2.0*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+        _t5 = log_f64(y) + min(0.0, _t0)
+        _t6 = min(0.0, p)
+        _t7 = log1p_f64(-y)
+        _t8 = _t5 - _t6 - _t7
+        _t9 = exp_f64(-abs(_t8))
+        _t10 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(log1p_f64(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
+        _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
+        _t12 = (1.0 if (p >= 0.0) else _t1)
+        _t13 = _t12*_t3
+        _t14 = _t1 + 1.0
+        _t15 = (1.0 if (p <= 0.0) else _t1)
+        _t16 = _t15*y
+        _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
+        _t18 = (1.0 if (_t8 <= 0.0) else _t9)
+        _t19 = _t15*_t18
+        _t20 = _t9 + 1.0
+        _t21 = (1.0 if (_t8 >= 0.0) else _t9)
+        _t22 = _t12*_t21
+        _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+        _t24 = _t11*gamma
+        _loss = _t11
+        _grad_p = _t17 + _t23*_t24
+        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -259,34 +255,33 @@ def reduced_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p_out, _
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = -p
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
+            _t1 = exp_f64(-abs(p))
+            _t2 = log1p_f64(_t1)
             _t3 = 1.0 - y
             _t4 = -_t2
-            _t5 = min(0.0, _t0)
-            _t6 = _t5 + math.log(y)
-            _t7 = min(0.0, p)
-            _t8 = math.log1p(-y)
-            _t9 = _t6 - _t7 - _t8
-            _t10 = math.exp(-abs(_t9))
-            _t11 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
-            _t12 = _t11*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-            _t13 = math.exp(_t7)
-            _t14 = _t13*_t3
-            _t15 = _t1 + 1.0
-            _t16 = math.exp(_t5)
-            _t17 = _t16*y
-            _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
-            _t19 = math.exp(min(0.0, -_t9))
-            _t20 = _t16*_t19
-            _t21 = _t10 + 1.0
-            _t22 = math.exp(min(0.0, _t9))
-            _t23 = _t13*_t22
-            _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
-            _t25 = _t12*gamma
-            _loss = _t12
-            _grad_p = _t18 + _t24*_t25
-            _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + 2.0*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+            _t5 = log_f64(y) + min(0.0, _t0)
+            _t6 = min(0.0, p)
+            _t7 = log1p_f64(-y)
+            _t8 = _t5 - _t6 - _t7
+            _t9 = exp_f64(-abs(_t8))
+            _t10 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(log1p_f64(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
+            _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
+            _t12 = (1.0 if (p >= 0.0) else _t1)
+            _t13 = _t12*_t3
+            _t14 = _t1 + 1.0
+            _t15 = (1.0 if (p <= 0.0) else _t1)
+            _t16 = _t15*y
+            _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
+            _t18 = (1.0 if (_t8 <= 0.0) else _t9)
+            _t19 = _t15*_t18
+            _t20 = _t9 + 1.0
+            _t21 = (1.0 if (_t8 >= 0.0) else _t9)
+            _t22 = _t12*_t21
+            _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+            _t24 = _t11*gamma
+            _loss = _t11
+            _grad_p = _t17 + _t23*_t24
+            _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -305,34 +300,33 @@ def per_sample_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _loss_out, _
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = -p
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
+        _t1 = exp_f64(-abs(p))
+        _t2 = log1p_f64(_t1)
         _t3 = 1.0 - y
         _t4 = -_t2
-        _t5 = min(0.0, _t0)
-        _t6 = _t5 + math.log(y)
-        _t7 = min(0.0, p)
-        _t8 = math.log1p(-y)
-        _t9 = _t6 - _t7 - _t8
-        _t10 = math.exp(-abs(_t9))
-        _t11 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
-        _t12 = _t11*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-        _t13 = math.exp(_t7)
-        _t14 = _t13*_t3
-        _t15 = _t1 + 1.0
-        _t16 = math.exp(_t5)
-        _t17 = _t16*y
-        _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
-        _t19 = math.exp(min(0.0, -_t9))
-        _t20 = _t16*_t19
-        _t21 = _t10 + 1.0
-        _t22 = math.exp(min(0.0, _t9))
-        _t23 = _t13*_t22
-        _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
-        _t25 = _t12*gamma
-        _loss = _t12
-        _grad_p = _t18 + _t24*_t25
-        _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + 2.0*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+        _t5 = log_f64(y) + min(0.0, _t0)
+        _t6 = min(0.0, p)
+        _t7 = log1p_f64(-y)
+        _t8 = _t5 - _t6 - _t7
+        _t9 = exp_f64(-abs(_t8))
+        _t10 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(log1p_f64(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
+        _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
+        _t12 = (1.0 if (p >= 0.0) else _t1)
+        _t13 = _t12*_t3
+        _t14 = _t1 + 1.0
+        _t15 = (1.0 if (p <= 0.0) else _t1)
+        _t16 = _t15*y
+        _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
+        _t18 = (1.0 if (_t8 <= 0.0) else _t9)
+        _t19 = _t15*_t18
+        _t20 = _t9 + 1.0
+        _t21 = (1.0 if (_t8 >= 0.0) else _t9)
+        _t22 = _t12*_t21
+        _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+        _t24 = _t11*gamma
+        _loss = _t11
+        _grad_p = _t17 + _t23*_t24
+        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -355,34 +349,33 @@ def reduced_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = -p
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
+            _t1 = exp_f64(-abs(p))
+            _t2 = log1p_f64(_t1)
             _t3 = 1.0 - y
             _t4 = -_t2
-            _t5 = min(0.0, _t0)
-            _t6 = _t5 + math.log(y)
-            _t7 = min(0.0, p)
-            _t8 = math.log1p(-y)
-            _t9 = _t6 - _t7 - _t8
-            _t10 = math.exp(-abs(_t9))
-            _t11 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t10) + max(_t4 + _t6, _t4 + _t7 + _t8)))
-            _t12 = _t11*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-            _t13 = math.exp(_t7)
-            _t14 = _t13*_t3
-            _t15 = _t1 + 1.0
-            _t16 = math.exp(_t5)
-            _t17 = _t16*y
-            _t18 = _t11*(_t14/_t15 + (-_t17)/_t15)
-            _t19 = math.exp(min(0.0, -_t9))
-            _t20 = _t16*_t19
-            _t21 = _t10 + 1.0
-            _t22 = math.exp(min(0.0, _t9))
-            _t23 = _t13*_t22
-            _t24 = _t20/_t15/_t21 + (-_t23)/_t15/_t21
-            _t25 = _t12*gamma
-            _loss = _t12
-            _grad_p = _t18 + _t24*_t25
-            _hess_p = _t11*((_t13*_t17)/_t15/_t15 + (_t14*_t16)/_t15/_t15) + _t12*(_t24*_t24)*(gamma*gamma) + 2.0*_t18*_t24*gamma + _t25*((-_t13*_t20)/_t15/_t15/_t21 + (-_t16*_t23)/_t15/_t15/_t21 + (-_t19*_t23*((-_t13)/_t15 + (-_t16)/_t15))/_t15/_t21/_t21 + (_t20*_t22*(_t13/_t15 + _t16/_t15))/_t15/_t21/_t21)
+            _t5 = log_f64(y) + min(0.0, _t0)
+            _t6 = min(0.0, p)
+            _t7 = log1p_f64(-y)
+            _t8 = _t5 - _t6 - _t7
+            _t9 = exp_f64(-abs(_t8))
+            _t10 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(log1p_f64(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
+            _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
+            _t12 = (1.0 if (p >= 0.0) else _t1)
+            _t13 = _t12*_t3
+            _t14 = _t1 + 1.0
+            _t15 = (1.0 if (p <= 0.0) else _t1)
+            _t16 = _t15*y
+            _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
+            _t18 = (1.0 if (_t8 <= 0.0) else _t9)
+            _t19 = _t15*_t18
+            _t20 = _t9 + 1.0
+            _t21 = (1.0 if (_t8 >= 0.0) else _t9)
+            _t22 = _t12*_t21
+            _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+            _t24 = _t11*gamma
+            _loss = _t11
+            _grad_p = _t17 + _t23*_t24
+            _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

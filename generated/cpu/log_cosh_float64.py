@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
+from lossgen.kmath import exp_f64, log1p_f64, log_f64, sinh_f64, tanh_f64
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -22,9 +23,9 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = math.exp(-2.0*_t1)
-        _loss = (math.log1p(2.0*(math.sinh((0.5)*p - 0.5*y)*math.sinh((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + math.log1p(_t2) - math.log(2.0))
-        _grad_p = math.tanh(_t0)
+        _t2 = exp_f64(-2.0*_t1)
+        _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
+        _grad_p = tanh_f64(_t0)
         _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
@@ -48,9 +49,9 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = p - y
             _t1 = abs(_t0)
-            _t2 = math.exp(-2.0*_t1)
-            _loss = (math.log1p(2.0*(math.sinh((0.5)*p - 0.5*y)*math.sinh((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + math.log1p(_t2) - math.log(2.0))
-            _grad_p = math.tanh(_t0)
+            _t2 = exp_f64(-2.0*_t1)
+            _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
+            _grad_p = tanh_f64(_t0)
             _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
@@ -70,9 +71,9 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = math.exp(-2.0*_t1)
-        _loss = (math.log1p(2.0*(math.sinh((0.5)*p - 0.5*y)*math.sinh((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + math.log1p(_t2) - math.log(2.0))
-        _grad_p = math.tanh(_t0)
+        _t2 = exp_f64(-2.0*_t1)
+        _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
+        _grad_p = tanh_f64(_t0)
         _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
@@ -96,9 +97,9 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = p - y
             _t1 = abs(_t0)
-            _t2 = math.exp(-2.0*_t1)
-            _loss = (math.log1p(2.0*(math.sinh((0.5)*p - 0.5*y)*math.sinh((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + math.log1p(_t2) - math.log(2.0))
-            _grad_p = math.tanh(_t0)
+            _t2 = exp_f64(-2.0*_t1)
+            _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
+            _grad_p = tanh_f64(_t0)
             _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
@@ -118,9 +119,9 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = math.exp(-2.0*_t1)
-        _loss = (math.log1p(2.0*(math.sinh((0.5)*p - 0.5*y)*math.sinh((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + math.log1p(_t2) - math.log(2.0))
-        _grad_p = math.tanh(_t0)
+        _t2 = exp_f64(-2.0*_t1)
+        _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
+        _grad_p = tanh_f64(_t0)
         _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
@@ -145,9 +146,9 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = p - y
             _t1 = abs(_t0)
-            _t2 = math.exp(-2.0*_t1)
-            _loss = (math.log1p(2.0*(math.sinh((0.5)*p - 0.5*y)*math.sinh((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + math.log1p(_t2) - math.log(2.0))
-            _grad_p = math.tanh(_t0)
+            _t2 = exp_f64(-2.0*_t1)
+            _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
+            _grad_p = tanh_f64(_t0)
             _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
@@ -168,9 +169,9 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = math.exp(-2.0*_t1)
-        _loss = (math.log1p(2.0*(math.sinh((0.5)*p - 0.5*y)*math.sinh((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + math.log1p(_t2) - math.log(2.0))
-        _grad_p = math.tanh(_t0)
+        _t2 = exp_f64(-2.0*_t1)
+        _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
+        _grad_p = tanh_f64(_t0)
         _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
@@ -195,9 +196,9 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             p = p_arr[_i]
             _t0 = p - y
             _t1 = abs(_t0)
-            _t2 = math.exp(-2.0*_t1)
-            _loss = (math.log1p(2.0*(math.sinh((0.5)*p - 0.5*y)*math.sinh((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + math.log1p(_t2) - math.log(2.0))
-            _grad_p = math.tanh(_t0)
+            _t2 = exp_f64(-2.0*_t1)
+            _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
+            _grad_p = tanh_f64(_t0)
             _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)

@@ -2,13 +2,14 @@
 # regenerate with `lossgen build`.
 # Loss: logistic (float32) -- Logistic loss on a score p with labels y in {-1, 1}; probabilistic binary classification; as sklearn SGDClassifier(loss='log_loss').
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 5; operations: 20
+# Intermediate terms: 4; operations: 18
 import math
 
 import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
+from lossgen.kmath import exp_f32, log1p_f32
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -21,13 +22,12 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = p*y
-        _t1 = -_t0
-        _t2 = math.exp(-abs(_t0))
-        _t3 = math.exp(min(np.float32(0.0), _t1))
-        _t4 = _t2 + np.float32(1.0)
-        _loss = math.log1p(_t2) + max(np.float32(0.0), _t1)
-        _grad_p = (-_t3*y)/_t4
-        _hess_p = (_t3*(y*y)*math.exp(min(np.float32(0.0), _t0)))/_t4/_t4
+        _t1 = exp_f32(-abs(_t0))
+        _t2 = (np.float32(1.0) if (_t0 <= np.float32(0.0)) else _t1)
+        _t3 = _t1 + np.float32(1.0)
+        _loss = log1p_f32(_t1) + max(np.float32(0.0), -_t0)
+        _grad_p = (-_t2*y)/_t3
+        _hess_p = (_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1))/_t3/_t3
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -49,13 +49,12 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = p*y
-            _t1 = -_t0
-            _t2 = math.exp(-abs(_t0))
-            _t3 = math.exp(min(np.float32(0.0), _t1))
-            _t4 = _t2 + np.float32(1.0)
-            _loss = math.log1p(_t2) + max(np.float32(0.0), _t1)
-            _grad_p = (-_t3*y)/_t4
-            _hess_p = (_t3*(y*y)*math.exp(min(np.float32(0.0), _t0)))/_t4/_t4
+            _t1 = exp_f32(-abs(_t0))
+            _t2 = (np.float32(1.0) if (_t0 <= np.float32(0.0)) else _t1)
+            _t3 = _t1 + np.float32(1.0)
+            _loss = log1p_f32(_t1) + max(np.float32(0.0), -_t0)
+            _grad_p = (-_t2*y)/_t3
+            _hess_p = (_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1))/_t3/_t3
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -73,13 +72,12 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = p*y
-        _t1 = -_t0
-        _t2 = math.exp(-abs(_t0))
-        _t3 = math.exp(min(np.float32(0.0), _t1))
-        _t4 = _t2 + np.float32(1.0)
-        _loss = math.log1p(_t2) + max(np.float32(0.0), _t1)
-        _grad_p = (-_t3*y)/_t4
-        _hess_p = (_t3*(y*y)*math.exp(min(np.float32(0.0), _t0)))/_t4/_t4
+        _t1 = exp_f32(-abs(_t0))
+        _t2 = (np.float32(1.0) if (_t0 <= np.float32(0.0)) else _t1)
+        _t3 = _t1 + np.float32(1.0)
+        _loss = log1p_f32(_t1) + max(np.float32(0.0), -_t0)
+        _grad_p = (-_t2*y)/_t3
+        _hess_p = (_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1))/_t3/_t3
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -101,13 +99,12 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = p*y
-            _t1 = -_t0
-            _t2 = math.exp(-abs(_t0))
-            _t3 = math.exp(min(np.float32(0.0), _t1))
-            _t4 = _t2 + np.float32(1.0)
-            _loss = math.log1p(_t2) + max(np.float32(0.0), _t1)
-            _grad_p = (-_t3*y)/_t4
-            _hess_p = (_t3*(y*y)*math.exp(min(np.float32(0.0), _t0)))/_t4/_t4
+            _t1 = exp_f32(-abs(_t0))
+            _t2 = (np.float32(1.0) if (_t0 <= np.float32(0.0)) else _t1)
+            _t3 = _t1 + np.float32(1.0)
+            _loss = log1p_f32(_t1) + max(np.float32(0.0), -_t0)
+            _grad_p = (-_t2*y)/_t3
+            _hess_p = (_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1))/_t3/_t3
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -125,13 +122,12 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = p*y
-        _t1 = -_t0
-        _t2 = math.exp(-abs(_t0))
-        _t3 = math.exp(min(np.float32(0.0), _t1))
-        _t4 = _t2 + np.float32(1.0)
-        _loss = math.log1p(_t2) + max(np.float32(0.0), _t1)
-        _grad_p = (-_t3*y)/_t4
-        _hess_p = (_t3*(y*y)*math.exp(min(np.float32(0.0), _t0)))/_t4/_t4
+        _t1 = exp_f32(-abs(_t0))
+        _t2 = (np.float32(1.0) if (_t0 <= np.float32(0.0)) else _t1)
+        _t3 = _t1 + np.float32(1.0)
+        _loss = log1p_f32(_t1) + max(np.float32(0.0), -_t0)
+        _grad_p = (-_t2*y)/_t3
+        _hess_p = (_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1))/_t3/_t3
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -154,13 +150,12 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = p*y
-            _t1 = -_t0
-            _t2 = math.exp(-abs(_t0))
-            _t3 = math.exp(min(np.float32(0.0), _t1))
-            _t4 = _t2 + np.float32(1.0)
-            _loss = math.log1p(_t2) + max(np.float32(0.0), _t1)
-            _grad_p = (-_t3*y)/_t4
-            _hess_p = (_t3*(y*y)*math.exp(min(np.float32(0.0), _t0)))/_t4/_t4
+            _t1 = exp_f32(-abs(_t0))
+            _t2 = (np.float32(1.0) if (_t0 <= np.float32(0.0)) else _t1)
+            _t3 = _t1 + np.float32(1.0)
+            _loss = log1p_f32(_t1) + max(np.float32(0.0), -_t0)
+            _grad_p = (-_t2*y)/_t3
+            _hess_p = (_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1))/_t3/_t3
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -179,13 +174,12 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = p*y
-        _t1 = -_t0
-        _t2 = math.exp(-abs(_t0))
-        _t3 = math.exp(min(np.float32(0.0), _t1))
-        _t4 = _t2 + np.float32(1.0)
-        _loss = math.log1p(_t2) + max(np.float32(0.0), _t1)
-        _grad_p = (-_t3*y)/_t4
-        _hess_p = (_t3*(y*y)*math.exp(min(np.float32(0.0), _t0)))/_t4/_t4
+        _t1 = exp_f32(-abs(_t0))
+        _t2 = (np.float32(1.0) if (_t0 <= np.float32(0.0)) else _t1)
+        _t3 = _t1 + np.float32(1.0)
+        _loss = log1p_f32(_t1) + max(np.float32(0.0), -_t0)
+        _grad_p = (-_t2*y)/_t3
+        _hess_p = (_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1))/_t3/_t3
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -208,13 +202,12 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = p*y
-            _t1 = -_t0
-            _t2 = math.exp(-abs(_t0))
-            _t3 = math.exp(min(np.float32(0.0), _t1))
-            _t4 = _t2 + np.float32(1.0)
-            _loss = math.log1p(_t2) + max(np.float32(0.0), _t1)
-            _grad_p = (-_t3*y)/_t4
-            _hess_p = (_t3*(y*y)*math.exp(min(np.float32(0.0), _t0)))/_t4/_t4
+            _t1 = exp_f32(-abs(_t0))
+            _t2 = (np.float32(1.0) if (_t0 <= np.float32(0.0)) else _t1)
+            _t3 = _t1 + np.float32(1.0)
+            _loss = log1p_f32(_t1) + max(np.float32(0.0), -_t0)
+            _grad_p = (-_t2*y)/_t3
+            _hess_p = (_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1))/_t3/_t3
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
+from lossgen.kmath import log1p_f64
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -20,8 +21,8 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.log1p(y)
-        _t1 = math.log1p(p)
+        _t0 = log1p_f64(y)
+        _t1 = log1p_f64(p)
         _t2 = -2.0*_t0 + 2.0*_t1
         _t3 = p + 1.0
         _loss = ((-_t0 + _t1)*(-_t0 + _t1))
@@ -47,8 +48,8 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.log1p(y)
-            _t1 = math.log1p(p)
+            _t0 = log1p_f64(y)
+            _t1 = log1p_f64(p)
             _t2 = -2.0*_t0 + 2.0*_t1
             _t3 = p + 1.0
             _loss = ((-_t0 + _t1)*(-_t0 + _t1))
@@ -70,8 +71,8 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.log1p(y)
-        _t1 = math.log1p(p)
+        _t0 = log1p_f64(y)
+        _t1 = log1p_f64(p)
         _t2 = -2.0*_t0 + 2.0*_t1
         _t3 = p + 1.0
         _loss = ((-_t0 + _t1)*(-_t0 + _t1))
@@ -97,8 +98,8 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.log1p(y)
-            _t1 = math.log1p(p)
+            _t0 = log1p_f64(y)
+            _t1 = log1p_f64(p)
             _t2 = -2.0*_t0 + 2.0*_t1
             _t3 = p + 1.0
             _loss = ((-_t0 + _t1)*(-_t0 + _t1))
@@ -120,8 +121,8 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.log1p(y)
-        _t1 = math.log1p(p)
+        _t0 = log1p_f64(y)
+        _t1 = log1p_f64(p)
         _t2 = -2.0*_t0 + 2.0*_t1
         _t3 = p + 1.0
         _loss = ((-_t0 + _t1)*(-_t0 + _t1))
@@ -148,8 +149,8 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.log1p(y)
-            _t1 = math.log1p(p)
+            _t0 = log1p_f64(y)
+            _t1 = log1p_f64(p)
             _t2 = -2.0*_t0 + 2.0*_t1
             _t3 = p + 1.0
             _loss = ((-_t0 + _t1)*(-_t0 + _t1))
@@ -172,8 +173,8 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.log1p(y)
-        _t1 = math.log1p(p)
+        _t0 = log1p_f64(y)
+        _t1 = log1p_f64(p)
         _t2 = -2.0*_t0 + 2.0*_t1
         _t3 = p + 1.0
         _loss = ((-_t0 + _t1)*(-_t0 + _t1))
@@ -200,8 +201,8 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.log1p(y)
-            _t1 = math.log1p(p)
+            _t0 = log1p_f64(y)
+            _t1 = log1p_f64(p)
             _t2 = -2.0*_t0 + 2.0*_t1
             _t3 = p + 1.0
             _loss = ((-_t0 + _t1)*(-_t0 + _t1))

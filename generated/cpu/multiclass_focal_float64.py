@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from lossgen.kmath import exp_f64, expm1_f64
+
 
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows(y_arr, p_arr, alpha, gamma, _scale, _loss_out, _grad_p_out, _hess_p_out):
@@ -44,27 +46,27 @@ def rows(y_arr, p_arr, alpha, gamma, _scale, _loss_out, _grad_p_out, _hess_p_out
         _A1 = _v
 
         _r0 = _A0 - _A1
-        _loss = _r0*alpha*(-math.expm1(-_r0))**gamma
+        _loss = _r0*alpha*(-expm1_f64(-_r0))**gamma
         _loss_out[_i] = np.float64(_loss)
         for _j in range(_ncls):
             p = p_arr[_i, _j]
 
             _e0 = _A0 - _A1
             _e1 = -_e0
-            _e2 = -math.expm1(_e1)
+            _e2 = -expm1_f64(_e1)
             _e3 = _e2**gamma
             _e4 = -_A0 + p
-            _e5 = math.exp(_e4)
+            _e5 = exp_f64(_e4)
             _e6 = _e5 - (1.0 if _j == y else 0.0)
             _e7 = -_e6
             _e8 = gamma - 1.0
             _e9 = _e2**_e8
-            _e10 = math.exp(_e1)
+            _e10 = exp_f64(_e1)
             _e11 = _e0*_e10*_e9*alpha*gamma
-            _e12 = _e5*math.expm1(_e4)
+            _e12 = _e5*expm1_f64(_e4)
             _e13 = (_e7*_e7)
             _grad_p_out[_i, _j] = (-_e11*_e7 + _e3*_e6*alpha) / _scale
-            _hess_p_out[_i, _j] = (_e0*_e13*_e2**(gamma - 2.0)*_e8*alpha*gamma*math.exp(-2.0*_A0 + 2.0*_A1) - 2.0*_e10*_e6*_e7*_e9*alpha*gamma - _e11*_e12 - _e11*_e13 - _e12*_e3*alpha) / _scale
+            _hess_p_out[_i, _j] = (_e0*_e13*_e2**(gamma - 2.0)*_e8*alpha*gamma*exp_f64(-2.0*_A0 + 2.0*_A1) - 2.0*_e10*_e6*_e7*_e9*alpha*gamma - _e11*_e12 - _e11*_e13 - _e12*_e3*alpha) / _scale
 
 
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
@@ -102,7 +104,7 @@ def rows_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _loss_out, _grad_
         _A1 = _v
 
         _r0 = _A0 - _A1
-        _loss = _r0*alpha*(-math.expm1(-_r0))**gamma
+        _loss = _r0*alpha*(-expm1_f64(-_r0))**gamma
         _w = _weight[_i]
         _loss_out[_i] = np.float64(_w * _loss)
         for _j in range(_ncls):
@@ -110,17 +112,17 @@ def rows_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _loss_out, _grad_
 
             _e0 = _A0 - _A1
             _e1 = -_e0
-            _e2 = -math.expm1(_e1)
+            _e2 = -expm1_f64(_e1)
             _e3 = _e2**gamma
             _e4 = -_A0 + p
-            _e5 = math.exp(_e4)
+            _e5 = exp_f64(_e4)
             _e6 = _e5 - (1.0 if _j == y else 0.0)
             _e7 = -_e6
             _e8 = gamma - 1.0
             _e9 = _e2**_e8
-            _e10 = math.exp(_e1)
+            _e10 = exp_f64(_e1)
             _e11 = _e0*_e10*_e9*alpha*gamma
-            _e12 = _e5*math.expm1(_e4)
+            _e12 = _e5*expm1_f64(_e4)
             _e13 = (_e7*_e7)
             _grad_p_out[_i, _j] = _w * (-_e11*_e7 + _e3*_e6*alpha) / _scale
-            _hess_p_out[_i, _j] = _w * (_e0*_e13*_e2**(gamma - 2.0)*_e8*alpha*gamma*math.exp(-2.0*_A0 + 2.0*_A1) - 2.0*_e10*_e6*_e7*_e9*alpha*gamma - _e11*_e12 - _e11*_e13 - _e12*_e3*alpha) / _scale
+            _hess_p_out[_i, _j] = _w * (_e0*_e13*_e2**(gamma - 2.0)*_e8*alpha*gamma*exp_f64(-2.0*_A0 + 2.0*_A1) - 2.0*_e10*_e6*_e7*_e9*alpha*gamma - _e11*_e12 - _e11*_e13 - _e12*_e3*alpha) / _scale

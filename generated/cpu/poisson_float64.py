@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
+from lossgen.kmath import exp_f64, expm1_f64, log_f64
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -20,10 +21,10 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.exp(p)
+        _t0 = exp_f64(p)
         _t1 = -_t0
         _loss = -_t1 - p*y
-        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
         _hess_p = _t0
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
@@ -45,10 +46,10 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.exp(p)
+            _t0 = exp_f64(p)
             _t1 = -_t0
             _loss = -_t1 - p*y
-            _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+            _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
             _hess_p = _t0
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
@@ -66,10 +67,10 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.exp(p)
+        _t0 = exp_f64(p)
         _t1 = -_t0
         _loss = -_t1 - p*y
-        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
         _hess_p = _t0
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
@@ -91,10 +92,10 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.exp(p)
+            _t0 = exp_f64(p)
             _t1 = -_t0
             _loss = -_t1 - p*y
-            _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+            _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
             _hess_p = _t0
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
@@ -112,10 +113,10 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.exp(p)
+        _t0 = exp_f64(p)
         _t1 = -_t0
         _loss = -_t1 - p*y
-        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
         _hess_p = _t0
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
@@ -138,10 +139,10 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.exp(p)
+            _t0 = exp_f64(p)
             _t1 = -_t0
             _loss = -_t1 - p*y
-            _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+            _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
             _hess_p = _t0
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
@@ -160,10 +161,10 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = math.exp(p)
+        _t0 = exp_f64(p)
         _t1 = -_t0
         _loss = -_t1 - p*y
-        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
         _hess_p = _t0
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
@@ -186,10 +187,10 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = math.exp(p)
+            _t0 = exp_f64(p)
             _t1 = -_t0
             _loss = -_t1 - p*y
-            _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+            _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
             _hess_p = _t0
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)

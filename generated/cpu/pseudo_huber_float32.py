@@ -25,7 +25,7 @@ def per_sample(y_arr, p_arr, delta, _loss_out, _grad_p_out, _hess_p_out):
         _t2 = math.sqrt(_t1)
         _loss = _t0/(_t2 + np.float32(1.0))
         _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-        _hess_p = _t1**(np.float32(-1.5))
+        _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -51,7 +51,7 @@ def reduced(y_arr, p_arr, delta, _scale, _grad_p_out, _hess_p_out):
             _t2 = math.sqrt(_t1)
             _loss = _t0/(_t2 + np.float32(1.0))
             _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-            _hess_p = _t1**(np.float32(-1.5))
+            _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -73,7 +73,7 @@ def per_sample_serial(y_arr, p_arr, delta, _loss_out, _grad_p_out, _hess_p_out):
         _t2 = math.sqrt(_t1)
         _loss = _t0/(_t2 + np.float32(1.0))
         _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-        _hess_p = _t1**(np.float32(-1.5))
+        _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -99,7 +99,7 @@ def reduced_serial(y_arr, p_arr, delta, _scale, _grad_p_out, _hess_p_out):
             _t2 = math.sqrt(_t1)
             _loss = _t0/(_t2 + np.float32(1.0))
             _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-            _hess_p = _t1**(np.float32(-1.5))
+            _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -121,7 +121,7 @@ def per_sample_weighted(y_arr, p_arr, delta, _weight, _loss_out, _grad_p_out, _h
         _t2 = math.sqrt(_t1)
         _loss = _t0/(_t2 + np.float32(1.0))
         _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-        _hess_p = _t1**(np.float32(-1.5))
+        _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -148,7 +148,7 @@ def reduced_weighted(y_arr, p_arr, delta, _weight, _scale, _grad_p_out, _hess_p_
             _t2 = math.sqrt(_t1)
             _loss = _t0/(_t2 + np.float32(1.0))
             _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-            _hess_p = _t1**(np.float32(-1.5))
+            _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -171,7 +171,7 @@ def per_sample_weighted_serial(y_arr, p_arr, delta, _weight, _loss_out, _grad_p_
         _t2 = math.sqrt(_t1)
         _loss = _t0/(_t2 + np.float32(1.0))
         _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-        _hess_p = _t1**(np.float32(-1.5))
+        _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -198,7 +198,7 @@ def reduced_weighted_serial(y_arr, p_arr, delta, _weight, _scale, _grad_p_out, _
             _t2 = math.sqrt(_t1)
             _loss = _t0/(_t2 + np.float32(1.0))
             _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-            _hess_p = _t1**(np.float32(-1.5))
+            _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from lossgen.kmath import exp_f64, expm1_f64
+
 
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
@@ -62,9 +64,9 @@ def rows(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
             p = p_arr[_i, _j]
 
             _e0 = -_A0 + p
-            _e1 = _A2*math.exp(_e0)
+            _e1 = _A2*exp_f64(_e0)
             _grad_p_out[_i, _j] = (_e1 - y) / _scale
-            _hess_p_out[_i, _j] = (-_e1*math.expm1(_e0)) / _scale
+            _hess_p_out[_i, _j] = (-_e1*expm1_f64(_e0)) / _scale
 
 
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
@@ -121,6 +123,6 @@ def rows_weighted(y_arr, p_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p
             p = p_arr[_i, _j]
 
             _e0 = -_A0 + p
-            _e1 = _A2*math.exp(_e0)
+            _e1 = _A2*exp_f64(_e0)
             _grad_p_out[_i, _j] = _w * (_e1 - y) / _scale
-            _hess_p_out[_i, _j] = _w * (-_e1*math.expm1(_e0)) / _scale
+            _hess_p_out[_i, _j] = _w * (-_e1*expm1_f64(_e0)) / _scale

@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
+from lossgen.kmath import exp_f32, log_f32
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -22,9 +23,9 @@ def per_sample(y_arr, p_arr, power, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = power + np.float32(-1.0)
         _t1 = -_t0
-        _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+        _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
         _t3 = np.float32(2.0) - power
-        _t4 = math.exp(_t3*p)
+        _t4 = exp_f32(_t3*p)
         _loss = (-_t2)/_t1 + _t4/_t3
         _grad_p = -_t2 + _t4
         _hess_p = -_t1*_t2 + _t3*_t4
@@ -50,9 +51,9 @@ def reduced(y_arr, p_arr, power, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = power + np.float32(-1.0)
             _t1 = -_t0
-            _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+            _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
             _t3 = np.float32(2.0) - power
-            _t4 = math.exp(_t3*p)
+            _t4 = exp_f32(_t3*p)
             _loss = (-_t2)/_t1 + _t4/_t3
             _grad_p = -_t2 + _t4
             _hess_p = -_t1*_t2 + _t3*_t4
@@ -74,9 +75,9 @@ def per_sample_serial(y_arr, p_arr, power, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = power + np.float32(-1.0)
         _t1 = -_t0
-        _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+        _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
         _t3 = np.float32(2.0) - power
-        _t4 = math.exp(_t3*p)
+        _t4 = exp_f32(_t3*p)
         _loss = (-_t2)/_t1 + _t4/_t3
         _grad_p = -_t2 + _t4
         _hess_p = -_t1*_t2 + _t3*_t4
@@ -102,9 +103,9 @@ def reduced_serial(y_arr, p_arr, power, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = power + np.float32(-1.0)
             _t1 = -_t0
-            _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+            _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
             _t3 = np.float32(2.0) - power
-            _t4 = math.exp(_t3*p)
+            _t4 = exp_f32(_t3*p)
             _loss = (-_t2)/_t1 + _t4/_t3
             _grad_p = -_t2 + _t4
             _hess_p = -_t1*_t2 + _t3*_t4
@@ -126,9 +127,9 @@ def per_sample_weighted(y_arr, p_arr, power, _weight, _loss_out, _grad_p_out, _h
         p = p_arr[_i]
         _t0 = power + np.float32(-1.0)
         _t1 = -_t0
-        _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+        _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
         _t3 = np.float32(2.0) - power
-        _t4 = math.exp(_t3*p)
+        _t4 = exp_f32(_t3*p)
         _loss = (-_t2)/_t1 + _t4/_t3
         _grad_p = -_t2 + _t4
         _hess_p = -_t1*_t2 + _t3*_t4
@@ -155,9 +156,9 @@ def reduced_weighted(y_arr, p_arr, power, _weight, _scale, _grad_p_out, _hess_p_
             p = p_arr[_i]
             _t0 = power + np.float32(-1.0)
             _t1 = -_t0
-            _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+            _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
             _t3 = np.float32(2.0) - power
-            _t4 = math.exp(_t3*p)
+            _t4 = exp_f32(_t3*p)
             _loss = (-_t2)/_t1 + _t4/_t3
             _grad_p = -_t2 + _t4
             _hess_p = -_t1*_t2 + _t3*_t4
@@ -180,9 +181,9 @@ def per_sample_weighted_serial(y_arr, p_arr, power, _weight, _loss_out, _grad_p_
         p = p_arr[_i]
         _t0 = power + np.float32(-1.0)
         _t1 = -_t0
-        _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+        _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
         _t3 = np.float32(2.0) - power
-        _t4 = math.exp(_t3*p)
+        _t4 = exp_f32(_t3*p)
         _loss = (-_t2)/_t1 + _t4/_t3
         _grad_p = -_t2 + _t4
         _hess_p = -_t1*_t2 + _t3*_t4
@@ -209,9 +210,9 @@ def reduced_weighted_serial(y_arr, p_arr, power, _weight, _scale, _grad_p_out, _
             p = p_arr[_i]
             _t0 = power + np.float32(-1.0)
             _t1 = -_t0
-            _t2 = (y*math.exp(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else math.exp(p*(np.float32(1.0) - power) + math.log(y)))
+            _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
             _t3 = np.float32(2.0) - power
-            _t4 = math.exp(_t3*p)
+            _t4 = exp_f32(_t3*p)
             _loss = (-_t2)/_t1 + _t4/_t3
             _grad_p = -_t2 + _t4
             _hess_p = -_t1*_t2 + _t3*_t4

@@ -2,13 +2,14 @@
 # regenerate with `lossgen build`.
 # Loss: weighted_bce_with_logits (float64) -- Binary cross-entropy on a logit p with positives weighted by pos_weight; class imbalance; as torch BCEWithLogitsLoss(pos_weight).
 # Inputs: y, p; params: pos_weight; wrt: p
-# Intermediate terms: 10; operations: 30
+# Intermediate terms: 9; operations: 28
 import math
 
 import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
+from lossgen.kmath import exp_f64, log1p_f64
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -21,18 +22,17 @@ def per_sample(y_arr, p_arr, pos_weight, _loss_out, _grad_p_out, _hess_p_out):
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = 1.0 - y
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
-        _t3 = -p
-        _t4 = pos_weight*y
-        _t5 = math.exp(min(0.0, p))
-        _t6 = _t0*_t5
-        _t7 = _t1 + 1.0
-        _t8 = math.exp(min(0.0, _t3))
-        _t9 = _t4*_t8
-        _loss = _t0*(_t2 + max(0.0, p)) + _t4*(_t2 + max(0.0, _t3))
-        _grad_p = _t6/_t7 + (-_t9)/_t7
-        _hess_p = (_t5*_t9)/_t7/_t7 + (_t6*_t8)/_t7/_t7
+        _t1 = exp_f64(-abs(p))
+        _t2 = log1p_f64(_t1)
+        _t3 = pos_weight*y
+        _t4 = (1.0 if (p >= 0.0) else _t1)
+        _t5 = _t0*_t4
+        _t6 = _t1 + 1.0
+        _t7 = (1.0 if (p <= 0.0) else _t1)
+        _t8 = _t3*_t7
+        _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
+        _grad_p = _t5/_t6 + (-_t8)/_t6
+        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -54,18 +54,17 @@ def reduced(y_arr, p_arr, pos_weight, _scale, _grad_p_out, _hess_p_out):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = 1.0 - y
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
-            _t3 = -p
-            _t4 = pos_weight*y
-            _t5 = math.exp(min(0.0, p))
-            _t6 = _t0*_t5
-            _t7 = _t1 + 1.0
-            _t8 = math.exp(min(0.0, _t3))
-            _t9 = _t4*_t8
-            _loss = _t0*(_t2 + max(0.0, p)) + _t4*(_t2 + max(0.0, _t3))
-            _grad_p = _t6/_t7 + (-_t9)/_t7
-            _hess_p = (_t5*_t9)/_t7/_t7 + (_t6*_t8)/_t7/_t7
+            _t1 = exp_f64(-abs(p))
+            _t2 = log1p_f64(_t1)
+            _t3 = pos_weight*y
+            _t4 = (1.0 if (p >= 0.0) else _t1)
+            _t5 = _t0*_t4
+            _t6 = _t1 + 1.0
+            _t7 = (1.0 if (p <= 0.0) else _t1)
+            _t8 = _t3*_t7
+            _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
+            _grad_p = _t5/_t6 + (-_t8)/_t6
+            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -83,18 +82,17 @@ def per_sample_serial(y_arr, p_arr, pos_weight, _loss_out, _grad_p_out, _hess_p_
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = 1.0 - y
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
-        _t3 = -p
-        _t4 = pos_weight*y
-        _t5 = math.exp(min(0.0, p))
-        _t6 = _t0*_t5
-        _t7 = _t1 + 1.0
-        _t8 = math.exp(min(0.0, _t3))
-        _t9 = _t4*_t8
-        _loss = _t0*(_t2 + max(0.0, p)) + _t4*(_t2 + max(0.0, _t3))
-        _grad_p = _t6/_t7 + (-_t9)/_t7
-        _hess_p = (_t5*_t9)/_t7/_t7 + (_t6*_t8)/_t7/_t7
+        _t1 = exp_f64(-abs(p))
+        _t2 = log1p_f64(_t1)
+        _t3 = pos_weight*y
+        _t4 = (1.0 if (p >= 0.0) else _t1)
+        _t5 = _t0*_t4
+        _t6 = _t1 + 1.0
+        _t7 = (1.0 if (p <= 0.0) else _t1)
+        _t8 = _t3*_t7
+        _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
+        _grad_p = _t5/_t6 + (-_t8)/_t6
+        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -116,18 +114,17 @@ def reduced_serial(y_arr, p_arr, pos_weight, _scale, _grad_p_out, _hess_p_out):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = 1.0 - y
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
-            _t3 = -p
-            _t4 = pos_weight*y
-            _t5 = math.exp(min(0.0, p))
-            _t6 = _t0*_t5
-            _t7 = _t1 + 1.0
-            _t8 = math.exp(min(0.0, _t3))
-            _t9 = _t4*_t8
-            _loss = _t0*(_t2 + max(0.0, p)) + _t4*(_t2 + max(0.0, _t3))
-            _grad_p = _t6/_t7 + (-_t9)/_t7
-            _hess_p = (_t5*_t9)/_t7/_t7 + (_t6*_t8)/_t7/_t7
+            _t1 = exp_f64(-abs(p))
+            _t2 = log1p_f64(_t1)
+            _t3 = pos_weight*y
+            _t4 = (1.0 if (p >= 0.0) else _t1)
+            _t5 = _t0*_t4
+            _t6 = _t1 + 1.0
+            _t7 = (1.0 if (p <= 0.0) else _t1)
+            _t8 = _t3*_t7
+            _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
+            _grad_p = _t5/_t6 + (-_t8)/_t6
+            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -145,18 +142,17 @@ def per_sample_weighted(y_arr, p_arr, pos_weight, _weight, _loss_out, _grad_p_ou
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = 1.0 - y
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
-        _t3 = -p
-        _t4 = pos_weight*y
-        _t5 = math.exp(min(0.0, p))
-        _t6 = _t0*_t5
-        _t7 = _t1 + 1.0
-        _t8 = math.exp(min(0.0, _t3))
-        _t9 = _t4*_t8
-        _loss = _t0*(_t2 + max(0.0, p)) + _t4*(_t2 + max(0.0, _t3))
-        _grad_p = _t6/_t7 + (-_t9)/_t7
-        _hess_p = (_t5*_t9)/_t7/_t7 + (_t6*_t8)/_t7/_t7
+        _t1 = exp_f64(-abs(p))
+        _t2 = log1p_f64(_t1)
+        _t3 = pos_weight*y
+        _t4 = (1.0 if (p >= 0.0) else _t1)
+        _t5 = _t0*_t4
+        _t6 = _t1 + 1.0
+        _t7 = (1.0 if (p <= 0.0) else _t1)
+        _t8 = _t3*_t7
+        _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
+        _grad_p = _t5/_t6 + (-_t8)/_t6
+        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -179,18 +175,17 @@ def reduced_weighted(y_arr, p_arr, pos_weight, _weight, _scale, _grad_p_out, _he
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = 1.0 - y
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
-            _t3 = -p
-            _t4 = pos_weight*y
-            _t5 = math.exp(min(0.0, p))
-            _t6 = _t0*_t5
-            _t7 = _t1 + 1.0
-            _t8 = math.exp(min(0.0, _t3))
-            _t9 = _t4*_t8
-            _loss = _t0*(_t2 + max(0.0, p)) + _t4*(_t2 + max(0.0, _t3))
-            _grad_p = _t6/_t7 + (-_t9)/_t7
-            _hess_p = (_t5*_t9)/_t7/_t7 + (_t6*_t8)/_t7/_t7
+            _t1 = exp_f64(-abs(p))
+            _t2 = log1p_f64(_t1)
+            _t3 = pos_weight*y
+            _t4 = (1.0 if (p >= 0.0) else _t1)
+            _t5 = _t0*_t4
+            _t6 = _t1 + 1.0
+            _t7 = (1.0 if (p <= 0.0) else _t1)
+            _t8 = _t3*_t7
+            _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
+            _grad_p = _t5/_t6 + (-_t8)/_t6
+            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -209,18 +204,17 @@ def per_sample_weighted_serial(y_arr, p_arr, pos_weight, _weight, _loss_out, _gr
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = 1.0 - y
-        _t1 = math.exp(-abs(p))
-        _t2 = math.log1p(_t1)
-        _t3 = -p
-        _t4 = pos_weight*y
-        _t5 = math.exp(min(0.0, p))
-        _t6 = _t0*_t5
-        _t7 = _t1 + 1.0
-        _t8 = math.exp(min(0.0, _t3))
-        _t9 = _t4*_t8
-        _loss = _t0*(_t2 + max(0.0, p)) + _t4*(_t2 + max(0.0, _t3))
-        _grad_p = _t6/_t7 + (-_t9)/_t7
-        _hess_p = (_t5*_t9)/_t7/_t7 + (_t6*_t8)/_t7/_t7
+        _t1 = exp_f64(-abs(p))
+        _t2 = log1p_f64(_t1)
+        _t3 = pos_weight*y
+        _t4 = (1.0 if (p >= 0.0) else _t1)
+        _t5 = _t0*_t4
+        _t6 = _t1 + 1.0
+        _t7 = (1.0 if (p <= 0.0) else _t1)
+        _t8 = _t3*_t7
+        _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
+        _grad_p = _t5/_t6 + (-_t8)/_t6
+        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -243,18 +237,17 @@ def reduced_weighted_serial(y_arr, p_arr, pos_weight, _weight, _scale, _grad_p_o
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = 1.0 - y
-            _t1 = math.exp(-abs(p))
-            _t2 = math.log1p(_t1)
-            _t3 = -p
-            _t4 = pos_weight*y
-            _t5 = math.exp(min(0.0, p))
-            _t6 = _t0*_t5
-            _t7 = _t1 + 1.0
-            _t8 = math.exp(min(0.0, _t3))
-            _t9 = _t4*_t8
-            _loss = _t0*(_t2 + max(0.0, p)) + _t4*(_t2 + max(0.0, _t3))
-            _grad_p = _t6/_t7 + (-_t9)/_t7
-            _hess_p = (_t5*_t9)/_t7/_t7 + (_t6*_t8)/_t7/_t7
+            _t1 = exp_f64(-abs(p))
+            _t2 = log1p_f64(_t1)
+            _t3 = pos_weight*y
+            _t4 = (1.0 if (p >= 0.0) else _t1)
+            _t5 = _t0*_t4
+            _t6 = _t1 + 1.0
+            _t7 = (1.0 if (p <= 0.0) else _t1)
+            _t8 = _t3*_t7
+            _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
+            _grad_p = _t5/_t6 + (-_t8)/_t6
+            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
