@@ -340,11 +340,12 @@ class Kernel:
             arguments.append(weight)
             suffix = "_weighted"
         scale = 1.0
+        serial = "_serial" if rows * classes < SERIAL_BELOW else ""
         if self.reduction in ("mean", "weighted_mean"):
             use_weight = self.reduction == "weighted_mean" and weight is not None
             if hasattr(self._module, "normalizers"):
                 norms = np.empty(rows, np.float64)
-                function = self._module.normalizers_weighted if use_weight else self._module.normalizers
+                function = getattr(self._module, ("normalizers_weighted" if use_weight else "normalizers") + serial)
                 function(*(arguments if use_weight else unweighted), norms)
                 scale = float(np.sum(norms))
             else:
@@ -354,7 +355,7 @@ class Kernel:
         for grad, hess in zip(grads, hesses):
             outputs += [grad, hess]
         loss_out = np.empty(rows, np.float64)
-        getattr(self._module, "rows" + suffix)(*arguments, scalar(scale), loss_out, *outputs)
+        getattr(self._module, "rows" + suffix + serial)(*arguments, scalar(scale), loss_out, *outputs)
         if self.reduction == "none":
             loss_value = loss_array
             loss_value[...] = loss_out
@@ -385,6 +386,19 @@ def _divide(total: float, scale: float) -> float:
     return math.copysign(math.inf, total) * math.copysign(1.0, scale)
 
 
+def spec_fingerprint(spec) -> tuple[str, ...]:
+    """Everything in a LossSpec that shapes its kernel: two specs that differ in any of these
+    (a normalizer, a domain that changes a simplification, a role) must never share a cache file."""
+    return (
+        spec.name, spec.doc, sp.srepr(spec.expr), repr(spec.inputs), repr(spec.wrt),
+        repr(sorted(spec.params.items())), f"stabilize={spec.stabilize}",
+        repr(sorted((name, sp.srepr(interval)) for name, interval in spec.domain.items())),
+        repr(sorted((name, sp.srepr(symbol)) for name, symbol in spec.symbols.items())),
+        repr(sorted(spec.roles.items())), repr(spec.class_params),
+        sp.srepr(spec.normalizer) if spec.normalizer is not None else "None", repr(spec.transform),
+    )
+
+
 def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction: str = "mean") -> Kernel:
     """Generate, load (from the on-disk cache when possible) and wrap the kernel of a Loss."""
     if target not in ("cpu", "cuda"):
@@ -396,9 +410,6 @@ def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction:
     dtype = str(dtype)
     layout_for(target)
     spec = loss.spec
-    key = kernel_key(
-        target, dtype, spec.name, spec.doc, sp.srepr(spec.expr), repr(spec.inputs), repr(spec.wrt),
-        repr(tuple(spec.params)), f"stabilize={spec.stabilize}",
-    )
+    key = kernel_key(target, dtype, *spec_fingerprint(spec))
     module = load_kernel_module(key, f"{loss.name}_{target}_{dtype}", lambda: kernel_source(loss, target, dtype))
     return Kernel(loss, target, dtype, reduction, module)

@@ -194,3 +194,16 @@ def test_numba_cache_guard_wraps_each_dispatcher_once():
     cache._guard_numba_cache(kmath)
     assert kmath.exp_f64._cache.load_overload is load
     assert kmath.exp_f64._cache._lossgen_guarded
+
+
+def test_kernel_key_tells_apart_specs_that_differ_only_in_domain_normalizer_or_params():
+    import lossgen as lg
+    from lossgen.runtime import spec_fingerprint
+
+    base = dict(inputs=["y", "p"], wrt="p", params={"c": 1.0})
+    a = lg.Loss("same", "c*(p - y)**2", **base)
+    b = lg.Loss("same", "c*(p - y)**2", **base, domain={"p": "(0, oo)"})
+    c = lg.Loss("same", "c*(p - y)**2", inputs=["y", "p"], wrt="p", params={"c": 2.0})
+    keys = {spec_fingerprint(x.spec) for x in (a, b, c)}
+    assert len(keys) == 3
+    assert spec_fingerprint(lg.Loss("same", "c*(p - y)**2", **base).spec) == spec_fingerprint(a.spec)

@@ -131,3 +131,17 @@ def test_out_for_a_row_wise_loss(compiled):
     fresh = kernel(y=labels, p=logits)
     assert result.grad is out.grad
     assert_same_bits(result, fresh)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_row_wise_serial_kernel_gives_the_parallel_kernels_bits(compiled, monkeypatch, reduction):
+    kernel = compiled("cross_entropy", "float64", reduction)
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(300, 5))
+    labels = rng.integers(0, 5, size=300)
+    weights = rng.uniform(0.5, 2.0, size=5)
+    monkeypatch.setattr(runtime, "SERIAL_BELOW", 0)
+    parallel = kernel(y=labels, p=logits, class_weight=weights, label_smoothing=0.1)
+    monkeypatch.setattr(runtime, "SERIAL_BELOW", 10**12)
+    serial = kernel(y=labels, p=logits, class_weight=weights, label_smoothing=0.1)
+    assert_same_bits(parallel, serial)

@@ -64,12 +64,119 @@ def rows(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
             _hess_p_out[_i, _j] = (_A3 + y/p/p) / _scale
 
 
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_serial(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
+
+        # _A0: sum over the classes
+        _A0 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p
+            _A0 += _v
+
+        # _A1: sum over the classes
+        _A1 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = -y*log_f64(p) + (0.0 if (y == 0.0) else y*log_f64(_A0))
+            _A1 += _v
+
+        # _A2: sum over the classes
+        _A2 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = y/_A0
+            _A2 += _v
+
+        # _A3: sum over the classes
+        _A3 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = (-y)/_A0/_A0
+            _A3 += _v
+
+        _loss = _A1
+        _loss_out[_i] = np.float64(_loss)
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _grad_p_out[_i, _j] = (_A2 + (-y)/p) / _scale
+            _hess_p_out[_i, _j] = (_A3 + y/p/p) / _scale
+
+
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows_weighted(y_arr, p_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
     """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
     _nrows, _ncls = _grad_p_out.shape
     _C = np.float64(_ncls)
     for _i in prange(_nrows):
+
+        # _A0: sum over the classes
+        _A0 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p
+            _A0 += _v
+
+        # _A1: sum over the classes
+        _A1 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = -y*log_f64(p) + (0.0 if (y == 0.0) else y*log_f64(_A0))
+            _A1 += _v
+
+        # _A2: sum over the classes
+        _A2 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = y/_A0
+            _A2 += _v
+
+        # _A3: sum over the classes
+        _A3 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = (-y)/_A0/_A0
+            _A3 += _v
+
+        _loss = _A1
+        _w = _weight[_i]
+        _loss_out[_i] = np.float64(_w * _loss)
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _grad_p_out[_i, _j] = _w * (_A2 + (-y)/p) / _scale
+            _hess_p_out[_i, _j] = _w * (_A3 + y/p/p) / _scale
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_weighted_serial(y_arr, p_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
 
         # _A0: sum over the classes
         _A0 = 0.0

@@ -113,6 +113,108 @@ def normalizers(y_arr, p_arr, ignore_index, label_smoothing, class_weight_arr, _
         _norm_out[_i] = np.float64(_norm)
 
 
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_serial(y_arr, p_arr, ignore_index, label_smoothing, class_weight_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
+        y = y_arr[_i]
+
+        # _A0: logsumexp over the classes, shifted by the max so exp never overflows
+        _m = -np.inf
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+            class_weight = class_weight_arr[_j]
+
+            _v = p
+            if _m == _m and (_v > _m or _v != _v):
+                _m = _v
+        if math.isinf(_m):
+            _A0 = _m
+        else:
+            _s = 0.0
+            for _j in range(_ncls):
+                p = p_arr[_i, _j]
+                class_weight = class_weight_arr[_j]
+
+                _v = p
+                _s += math.exp(_v - _m)
+            _A0 = _m + math.log(_s)
+
+        # _A1: mean over the classes
+        _A1 = 0.0
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+            class_weight = class_weight_arr[_j]
+
+            _v = class_weight*(_A0 - p)
+            _A1 += _v
+        _A1 = _A1 / _C
+
+        # _A2: take at the row's class y (an out-of-range label reads class 0; its row is masked)
+        _j = y if 0 <= y < _ncls else 0
+        p = p_arr[_i, _j]
+        class_weight = class_weight_arr[_j]
+
+        _v = p
+        _A2 = _v
+
+        # _A3: take at the row's class y (an out-of-range label reads class 0; its row is masked)
+        _j = y if 0 <= y < _ncls else 0
+        p = p_arr[_i, _j]
+        class_weight = class_weight_arr[_j]
+
+        _v = class_weight
+        _A3 = _v
+
+        # _A4: sum over the classes
+        _A4 = 0.0
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+            class_weight = class_weight_arr[_j]
+
+            _v = class_weight/_C
+            _A4 += _v
+
+        _r0 = (ignore_index == y)
+        _loss = (0.0 if _r0 else _A1*label_smoothing + _A3*(1.0 - label_smoothing)*(_A0 - _A2))
+        _loss_out[_i] = np.float64(_loss)
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+            class_weight = class_weight_arr[_j]
+
+            _e0 = (ignore_index == y)
+            _e1 = -_A0 + p
+            _e2 = exp_f64(_e1)
+            _e3 = _A4*_e2
+            _e4 = _A3*(1.0 - label_smoothing)
+            _e5 = expm1_f64(_e1)
+            _grad_p_out[_i, _j] = ((0.0 if _e0 else _e4*(_e2 - (1.0 if _j == y else 0.0)) + label_smoothing*(_e3 + (-class_weight)/_C))) / _scale
+            _hess_p_out[_i, _j] = ((0.0 if _e0 else -_e2*_e4*_e5 - _e3*_e5*label_smoothing)) / _scale
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def normalizers_serial(y_arr, p_arr, ignore_index, label_smoothing, class_weight_arr, _norm_out):
+    """Per-row normalizer: what reduction "mean" divides the summed loss by."""
+    _nrows = _norm_out.shape[0]
+    _ncls = p_arr.shape[1]
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
+        y = y_arr[_i]
+
+        # _A3: take at the row's class y (an out-of-range label reads class 0; its row is masked)
+        _j = y if 0 <= y < _ncls else 0
+        p = p_arr[_i, _j]
+        class_weight = class_weight_arr[_j]
+
+        _v = class_weight
+        _A3 = _v
+
+        _norm = (0.0 if (ignore_index == y) else _A3)
+        _norm_out[_i] = np.float64(_norm)
+
+
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows_weighted(y_arr, p_arr, ignore_index, label_smoothing, class_weight_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
     """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
@@ -202,6 +304,109 @@ def normalizers_weighted(y_arr, p_arr, ignore_index, label_smoothing, class_weig
     _ncls = p_arr.shape[1]
     _C = np.float64(_ncls)
     for _i in prange(_nrows):
+        y = y_arr[_i]
+
+        # _A3: take at the row's class y (an out-of-range label reads class 0; its row is masked)
+        _j = y if 0 <= y < _ncls else 0
+        p = p_arr[_i, _j]
+        class_weight = class_weight_arr[_j]
+
+        _v = class_weight
+        _A3 = _v
+
+        _norm = (0.0 if (ignore_index == y) else _A3)
+        _norm_out[_i] = np.float64(_weight[_i] * _norm)
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_weighted_serial(y_arr, p_arr, ignore_index, label_smoothing, class_weight_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
+        y = y_arr[_i]
+
+        # _A0: logsumexp over the classes, shifted by the max so exp never overflows
+        _m = -np.inf
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+            class_weight = class_weight_arr[_j]
+
+            _v = p
+            if _m == _m and (_v > _m or _v != _v):
+                _m = _v
+        if math.isinf(_m):
+            _A0 = _m
+        else:
+            _s = 0.0
+            for _j in range(_ncls):
+                p = p_arr[_i, _j]
+                class_weight = class_weight_arr[_j]
+
+                _v = p
+                _s += math.exp(_v - _m)
+            _A0 = _m + math.log(_s)
+
+        # _A1: mean over the classes
+        _A1 = 0.0
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+            class_weight = class_weight_arr[_j]
+
+            _v = class_weight*(_A0 - p)
+            _A1 += _v
+        _A1 = _A1 / _C
+
+        # _A2: take at the row's class y (an out-of-range label reads class 0; its row is masked)
+        _j = y if 0 <= y < _ncls else 0
+        p = p_arr[_i, _j]
+        class_weight = class_weight_arr[_j]
+
+        _v = p
+        _A2 = _v
+
+        # _A3: take at the row's class y (an out-of-range label reads class 0; its row is masked)
+        _j = y if 0 <= y < _ncls else 0
+        p = p_arr[_i, _j]
+        class_weight = class_weight_arr[_j]
+
+        _v = class_weight
+        _A3 = _v
+
+        # _A4: sum over the classes
+        _A4 = 0.0
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+            class_weight = class_weight_arr[_j]
+
+            _v = class_weight/_C
+            _A4 += _v
+
+        _r0 = (ignore_index == y)
+        _loss = (0.0 if _r0 else _A1*label_smoothing + _A3*(1.0 - label_smoothing)*(_A0 - _A2))
+        _w = _weight[_i]
+        _loss_out[_i] = np.float64(_w * _loss)
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+            class_weight = class_weight_arr[_j]
+
+            _e0 = (ignore_index == y)
+            _e1 = -_A0 + p
+            _e2 = exp_f64(_e1)
+            _e3 = _A4*_e2
+            _e4 = _A3*(1.0 - label_smoothing)
+            _e5 = expm1_f64(_e1)
+            _grad_p_out[_i, _j] = _w * ((0.0 if _e0 else _e4*(_e2 - (1.0 if _j == y else 0.0)) + label_smoothing*(_e3 + (-class_weight)/_C))) / _scale
+            _hess_p_out[_i, _j] = _w * ((0.0 if _e0 else -_e2*_e4*_e5 - _e3*_e5*label_smoothing)) / _scale
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def normalizers_weighted_serial(y_arr, p_arr, ignore_index, label_smoothing, class_weight_arr, _weight, _norm_out):
+    """Per-row normalizer times the weight: what reduction "mean" divides the summed loss by."""
+    _nrows = _norm_out.shape[0]
+    _ncls = p_arr.shape[1]
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
         y = y_arr[_i]
 
         # _A3: take at the row's class y (an out-of-range label reads class 0; its row is masked)

@@ -54,12 +54,103 @@ def rows(y_arr, p_arr, s, _scale, _loss_out, _grad_p_out, _hess_p_out):
             _hess_p_out[_i, _j] = ((np.float32(4.0)*y)/_e0/_e0 + (-np.float32(4.0)*_A0 - np.float32(2.0)*s)/_e0/_e0/_e0) / _scale
 
 
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_serial(y_arr, p_arr, s, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float32(_ncls)
+    for _i in range(_nrows):
+
+        # _A0: sum over the classes
+        _A0 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p*y
+            _A0 += _v
+
+        # _A1: sum over the classes
+        _A1 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p
+            _A1 += _v
+
+        # _A2: sum over the classes
+        _A2 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = y
+            _A2 += _v
+
+        _loss = (-np.float32(2.0)*_A0 - s)/(_A1 + _A2 + s) + np.float32(1.0)
+        _loss_out[_i] = np.float64(_loss)
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _e0 = _A1 + _A2 + s
+            _grad_p_out[_i, _j] = ((-np.float32(2.0)*y)/_e0 + (np.float32(2.0)*_A0 + s)/_e0/_e0) / _scale
+            _hess_p_out[_i, _j] = ((np.float32(4.0)*y)/_e0/_e0 + (-np.float32(4.0)*_A0 - np.float32(2.0)*s)/_e0/_e0/_e0) / _scale
+
+
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows_weighted(y_arr, p_arr, s, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
     """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
     _nrows, _ncls = _grad_p_out.shape
     _C = np.float32(_ncls)
     for _i in prange(_nrows):
+
+        # _A0: sum over the classes
+        _A0 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p*y
+            _A0 += _v
+
+        # _A1: sum over the classes
+        _A1 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p
+            _A1 += _v
+
+        # _A2: sum over the classes
+        _A2 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = y
+            _A2 += _v
+
+        _loss = (-np.float32(2.0)*_A0 - s)/(_A1 + _A2 + s) + np.float32(1.0)
+        _w = _weight[_i]
+        _loss_out[_i] = np.float64(_w * _loss)
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _e0 = _A1 + _A2 + s
+            _grad_p_out[_i, _j] = _w * ((-np.float32(2.0)*y)/_e0 + (np.float32(2.0)*_A0 + s)/_e0/_e0) / _scale
+            _hess_p_out[_i, _j] = _w * ((np.float32(4.0)*y)/_e0/_e0 + (-np.float32(4.0)*_A0 - np.float32(2.0)*s)/_e0/_e0/_e0) / _scale
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_weighted_serial(y_arr, p_arr, s, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float32(_ncls)
+    for _i in range(_nrows):
 
         # _A0: sum over the classes
         _A0 = 0.0

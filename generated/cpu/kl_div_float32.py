@@ -37,12 +37,65 @@ def rows(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
             _hess_p_out[_i, _j] = (np.float32(0.0)) / _scale
 
 
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_serial(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float32(_ncls)
+    for _i in range(_nrows):
+
+        # _A0: sum over the classes
+        _A0 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = -p*y + (np.float32(0.0) if (y == np.float32(0.0)) else y*log_f32(y))
+            _A0 += _v
+
+        _loss = _A0
+        _loss_out[_i] = np.float64(_loss)
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _grad_p_out[_i, _j] = (-y) / _scale
+            _hess_p_out[_i, _j] = (np.float32(0.0)) / _scale
+
+
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows_weighted(y_arr, p_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
     """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
     _nrows, _ncls = _grad_p_out.shape
     _C = np.float32(_ncls)
     for _i in prange(_nrows):
+
+        # _A0: sum over the classes
+        _A0 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = -p*y + (np.float32(0.0) if (y == np.float32(0.0)) else y*log_f32(y))
+            _A0 += _v
+
+        _loss = _A0
+        _w = _weight[_i]
+        _loss_out[_i] = np.float64(_w * _loss)
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _grad_p_out[_i, _j] = _w * (-y) / _scale
+            _hess_p_out[_i, _j] = _w * (np.float32(0.0)) / _scale
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_weighted_serial(y_arr, p_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float32(_ncls)
+    for _i in range(_nrows):
 
         # _A0: sum over the classes
         _A0 = 0.0

@@ -69,12 +69,129 @@ def rows(y_arr, p_arr, alpha, gamma, _scale, _loss_out, _grad_p_out, _hess_p_out
             _hess_p_out[_i, _j] = (_e0*_e13*_e2**(gamma - 2.0)*_e8*alpha*gamma*exp_f64(-2.0*_A0 + 2.0*_A1) - 2.0*_e10*_e6*_e7*_e9*alpha*gamma - _e11*_e12 - _e11*_e13 - _e12*_e3*alpha) / _scale
 
 
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_serial(y_arr, p_arr, alpha, gamma, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
+        y = y_arr[_i]
+
+        # _A0: logsumexp over the classes, shifted by the max so exp never overflows
+        _m = -np.inf
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+
+            _v = p
+            if _m == _m and (_v > _m or _v != _v):
+                _m = _v
+        if math.isinf(_m):
+            _A0 = _m
+        else:
+            _s = 0.0
+            for _j in range(_ncls):
+                p = p_arr[_i, _j]
+
+                _v = p
+                _s += math.exp(_v - _m)
+            _A0 = _m + math.log(_s)
+
+        # _A1: take at the row's class y (an out-of-range label reads class 0; its row is masked)
+        _j = y if 0 <= y < _ncls else 0
+        p = p_arr[_i, _j]
+
+        _v = p
+        _A1 = _v
+
+        _r0 = _A0 - _A1
+        _loss = _r0*alpha*(-expm1_f64(-_r0))**gamma
+        _loss_out[_i] = np.float64(_loss)
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+
+            _e0 = _A0 - _A1
+            _e1 = -_e0
+            _e2 = -expm1_f64(_e1)
+            _e3 = _e2**gamma
+            _e4 = -_A0 + p
+            _e5 = exp_f64(_e4)
+            _e6 = _e5 - (1.0 if _j == y else 0.0)
+            _e7 = -_e6
+            _e8 = gamma - 1.0
+            _e9 = _e2**_e8
+            _e10 = exp_f64(_e1)
+            _e11 = _e0*_e10*_e9*alpha*gamma
+            _e12 = _e5*expm1_f64(_e4)
+            _e13 = (_e7*_e7)
+            _grad_p_out[_i, _j] = (-_e11*_e7 + _e3*_e6*alpha) / _scale
+            _hess_p_out[_i, _j] = (_e0*_e13*_e2**(gamma - 2.0)*_e8*alpha*gamma*exp_f64(-2.0*_A0 + 2.0*_A1) - 2.0*_e10*_e6*_e7*_e9*alpha*gamma - _e11*_e12 - _e11*_e13 - _e12*_e3*alpha) / _scale
+
+
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
     """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
     _nrows, _ncls = _grad_p_out.shape
     _C = np.float64(_ncls)
     for _i in prange(_nrows):
+        y = y_arr[_i]
+
+        # _A0: logsumexp over the classes, shifted by the max so exp never overflows
+        _m = -np.inf
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+
+            _v = p
+            if _m == _m and (_v > _m or _v != _v):
+                _m = _v
+        if math.isinf(_m):
+            _A0 = _m
+        else:
+            _s = 0.0
+            for _j in range(_ncls):
+                p = p_arr[_i, _j]
+
+                _v = p
+                _s += math.exp(_v - _m)
+            _A0 = _m + math.log(_s)
+
+        # _A1: take at the row's class y (an out-of-range label reads class 0; its row is masked)
+        _j = y if 0 <= y < _ncls else 0
+        p = p_arr[_i, _j]
+
+        _v = p
+        _A1 = _v
+
+        _r0 = _A0 - _A1
+        _loss = _r0*alpha*(-expm1_f64(-_r0))**gamma
+        _w = _weight[_i]
+        _loss_out[_i] = np.float64(_w * _loss)
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+
+            _e0 = _A0 - _A1
+            _e1 = -_e0
+            _e2 = -expm1_f64(_e1)
+            _e3 = _e2**gamma
+            _e4 = -_A0 + p
+            _e5 = exp_f64(_e4)
+            _e6 = _e5 - (1.0 if _j == y else 0.0)
+            _e7 = -_e6
+            _e8 = gamma - 1.0
+            _e9 = _e2**_e8
+            _e10 = exp_f64(_e1)
+            _e11 = _e0*_e10*_e9*alpha*gamma
+            _e12 = _e5*expm1_f64(_e4)
+            _e13 = (_e7*_e7)
+            _grad_p_out[_i, _j] = _w * (-_e11*_e7 + _e3*_e6*alpha) / _scale
+            _hess_p_out[_i, _j] = _w * (_e0*_e13*_e2**(gamma - 2.0)*_e8*alpha*gamma*exp_f64(-2.0*_A0 + 2.0*_A1) - 2.0*_e10*_e6*_e7*_e9*alpha*gamma - _e11*_e12 - _e11*_e13 - _e12*_e3*alpha) / _scale
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
         y = y_arr[_i]
 
         # _A0: logsumexp over the classes, shifted by the max so exp never overflows

@@ -44,12 +44,83 @@ def rows(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
             _hess_p_out[_i, _j] = (0.0) / _scale
 
 
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_serial(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
+        y = y_arr[_i]
+
+        # _A0: take at the row's class y (an out-of-range label reads class 0; its row is masked)
+        _j = y if 0 <= y < _ncls else 0
+        p = p_arr[_i, _j]
+
+        _v = p
+        _A0 = _v
+
+        # _A1: max over the classes
+        _m = -np.inf
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+
+            _v = p - (1.0 if _j == y else 0.0) + 1.0
+            if _m == _m and (_v > _m or _v != _v):
+                _m = _v
+        _A1 = _m
+
+        _loss = -_A0 + _A1
+        _loss_out[_i] = np.float64(_loss)
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+
+            _e0 = -(1.0 if _j == y else 0.0)
+            _grad_p_out[_i, _j] = (_e0 + (1.0 if (_A1 == _e0 + p + 1.0) else 0.0)) / _scale
+            _hess_p_out[_i, _j] = (0.0) / _scale
+
+
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows_weighted(y_arr, p_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
     """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
     _nrows, _ncls = _grad_p_out.shape
     _C = np.float64(_ncls)
     for _i in prange(_nrows):
+        y = y_arr[_i]
+
+        # _A0: take at the row's class y (an out-of-range label reads class 0; its row is masked)
+        _j = y if 0 <= y < _ncls else 0
+        p = p_arr[_i, _j]
+
+        _v = p
+        _A0 = _v
+
+        # _A1: max over the classes
+        _m = -np.inf
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+
+            _v = p - (1.0 if _j == y else 0.0) + 1.0
+            if _m == _m and (_v > _m or _v != _v):
+                _m = _v
+        _A1 = _m
+
+        _loss = -_A0 + _A1
+        _w = _weight[_i]
+        _loss_out[_i] = np.float64(_w * _loss)
+        for _j in range(_ncls):
+            p = p_arr[_i, _j]
+
+            _e0 = -(1.0 if _j == y else 0.0)
+            _grad_p_out[_i, _j] = _w * (_e0 + (1.0 if (_A1 == _e0 + p + 1.0) else 0.0)) / _scale
+            _hess_p_out[_i, _j] = _w * (0.0) / _scale
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_weighted_serial(y_arr, p_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
         y = y_arr[_i]
 
         # _A0: take at the row's class y (an out-of-range label reads class 0; its row is masked)

@@ -69,12 +69,129 @@ def rows(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
             _hess_p_out[_i, _j] = (-_e1*expm1_f32(_e0)) / _scale
 
 
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_serial(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float32(_ncls)
+    for _i in range(_nrows):
+
+        # _A0: logsumexp over the classes, shifted by the max so exp never overflows
+        _m = -np.inf
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p
+            if _m == _m and (_v > _m or _v != _v):
+                _m = _v
+        if math.isinf(_m):
+            _A0 = _m
+        else:
+            _s = 0.0
+            for _j in range(_ncls):
+                y = y_arr[_i, _j]
+                p = p_arr[_i, _j]
+
+                _v = p
+                _s += math.exp(_v - _m)
+            _A0 = _m + math.log(_s)
+
+        # _A1: sum over the classes
+        _A1 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = y*(_A0 - p)
+            _A1 += _v
+
+        # _A2: sum over the classes
+        _A2 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = y
+            _A2 += _v
+
+        _loss = _A1
+        _loss_out[_i] = np.float64(_loss)
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _e0 = -_A0 + p
+            _e1 = _A2*exp_f32(_e0)
+            _grad_p_out[_i, _j] = (_e1 - y) / _scale
+            _hess_p_out[_i, _j] = (-_e1*expm1_f32(_e0)) / _scale
+
+
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows_weighted(y_arr, p_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
     """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
     _nrows, _ncls = _grad_p_out.shape
     _C = np.float32(_ncls)
     for _i in prange(_nrows):
+
+        # _A0: logsumexp over the classes, shifted by the max so exp never overflows
+        _m = -np.inf
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p
+            if _m == _m and (_v > _m or _v != _v):
+                _m = _v
+        if math.isinf(_m):
+            _A0 = _m
+        else:
+            _s = 0.0
+            for _j in range(_ncls):
+                y = y_arr[_i, _j]
+                p = p_arr[_i, _j]
+
+                _v = p
+                _s += math.exp(_v - _m)
+            _A0 = _m + math.log(_s)
+
+        # _A1: sum over the classes
+        _A1 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = y*(_A0 - p)
+            _A1 += _v
+
+        # _A2: sum over the classes
+        _A2 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = y
+            _A2 += _v
+
+        _loss = _A1
+        _w = _weight[_i]
+        _loss_out[_i] = np.float64(_w * _loss)
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _e0 = -_A0 + p
+            _e1 = _A2*exp_f32(_e0)
+            _grad_p_out[_i, _j] = _w * (_e1 - y) / _scale
+            _hess_p_out[_i, _j] = _w * (-_e1*expm1_f32(_e0)) / _scale
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_weighted_serial(y_arr, p_arr, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float32(_ncls)
+    for _i in range(_nrows):
 
         # _A0: logsumexp over the classes, shifted by the max so exp never overflows
         _m = -np.inf

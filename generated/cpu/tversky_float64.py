@@ -60,12 +60,115 @@ def rows(y_arr, p_arr, alpha, beta, s, _scale, _loss_out, _grad_p_out, _hess_p_o
             _hess_p_out[_i, _j] = ((-_e3*_e5)/_e1/_e1 + (-_e4*(-2.0*_e2 - _e5 + 2.0*beta*y))/_e1/_e1/_e1) / _scale
 
 
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_serial(y_arr, p_arr, alpha, beta, s, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
+
+        # _A0: sum over the classes
+        _A0 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p*y
+            _A0 += _v
+
+        # _A1: sum over the classes
+        _A1 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p*(1.0 - y)
+            _A1 += _v
+
+        # _A2: sum over the classes
+        _A2 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = y*(1.0 - p)
+            _A2 += _v
+
+        _r0 = _A0 + s
+        _loss = (-_r0)/(_A1*alpha + _A2*beta + _r0) + 1.0
+        _loss_out[_i] = np.float64(_loss)
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _e0 = _A0 + s
+            _e1 = _A1*alpha + _A2*beta + _e0
+            _e2 = alpha*(1.0 - y)
+            _e3 = -_e2 + beta*y - y
+            _e4 = _e0*_e3
+            _e5 = 2.0*y
+            _grad_p_out[_i, _j] = ((-_e4)/_e1/_e1 + (-y)/_e1) / _scale
+            _hess_p_out[_i, _j] = ((-_e3*_e5)/_e1/_e1 + (-_e4*(-2.0*_e2 - _e5 + 2.0*beta*y))/_e1/_e1/_e1) / _scale
+
+
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows_weighted(y_arr, p_arr, alpha, beta, s, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
     """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
     _nrows, _ncls = _grad_p_out.shape
     _C = np.float64(_ncls)
     for _i in prange(_nrows):
+
+        # _A0: sum over the classes
+        _A0 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p*y
+            _A0 += _v
+
+        # _A1: sum over the classes
+        _A1 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = p*(1.0 - y)
+            _A1 += _v
+
+        # _A2: sum over the classes
+        _A2 = 0.0
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _v = y*(1.0 - p)
+            _A2 += _v
+
+        _r0 = _A0 + s
+        _loss = (-_r0)/(_A1*alpha + _A2*beta + _r0) + 1.0
+        _w = _weight[_i]
+        _loss_out[_i] = np.float64(_w * _loss)
+        for _j in range(_ncls):
+            y = y_arr[_i, _j]
+            p = p_arr[_i, _j]
+
+            _e0 = _A0 + s
+            _e1 = _A1*alpha + _A2*beta + _e0
+            _e2 = alpha*(1.0 - y)
+            _e3 = -_e2 + beta*y - y
+            _e4 = _e0*_e3
+            _e5 = 2.0*y
+            _grad_p_out[_i, _j] = _w * ((-_e4)/_e1/_e1 + (-y)/_e1) / _scale
+            _hess_p_out[_i, _j] = _w * ((-_e3*_e5)/_e1/_e1 + (-_e4*(-2.0*_e2 - _e5 + 2.0*beta*y))/_e1/_e1/_e1) / _scale
+
+
+@njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
+def rows_weighted_serial(y_arr, p_arr, alpha, beta, s, _weight, _scale, _loss_out, _grad_p_out, _hess_p_out):
+    """Per-row loss times the weight into _loss_out; per-class gradient and Hessian diagonal divided by _scale."""
+    _nrows, _ncls = _grad_p_out.shape
+    _C = np.float64(_ncls)
+    for _i in range(_nrows):
 
         # _A0: sum over the classes
         _A0 = 0.0
