@@ -1,4 +1,4 @@
-"""Command line: lossgen list | inspect | build | verify | bench.
+"""Command line: lossgen list | inspect | build | verify | bench | plot.
 
 Exit codes: 0 success; 1 a check failed (verification, or a stale generated/); 2 bad input or
 usage, with one line on stderr that names the problem and no traceback.
@@ -26,6 +26,22 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
+
+
+def _count(low: int, high: int, what: str):
+    """An argparse type: an integer in [low, high] (a count of samples, a seed)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r:.40}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be between {low} and {high}, got {value}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
 
 
 def resolve_losses(specs: list[str]):
@@ -186,11 +202,12 @@ def generated_files(losses, targets) -> dict[Path, str]:
     from .lower import DTYPES
     from .runtime import kernel_source
 
+    from .progress import progress
+
+    jobs = [(loss, target, dtype) for loss in losses for target in targets for dtype in DTYPES]
     files = {}
-    for loss in losses:
-        for target in targets:
-            for dtype in DTYPES:
-                files[Path(target) / f"{loss.name}_{dtype}.py"] = kernel_source(loss, target, dtype)
+    for loss, target, dtype in progress(jobs, desc="render", unit="kernel"):
+        files[Path(target) / f"{loss.name}_{dtype}.py"] = kernel_source(loss, target, dtype)
     return files
 
 
@@ -228,15 +245,17 @@ def cmd_verify(args) -> int:
     from .lower import DTYPES
     from .verify import verify
 
+    from .progress import progress, write
+
     dtypes = DTYPES if args.dtype == "all" else (args.dtype,)
+    jobs = [(loss, dtype) for loss in resolve_losses(args.losses) for dtype in dtypes]
     failed = 0
-    for loss in resolve_losses(args.losses):
-        for dtype in dtypes:
-            report = verify(loss, n=args.n, seed=args.seed, dtype=dtype)
-            print(report.summary())
-            for failure in report.failures:
-                print(f"    {failure}")
-            failed += not report.ok
+    for loss, dtype in progress(jobs, desc="verify", unit="kernel"):
+        report = verify(loss, n=args.n, seed=args.seed, dtype=dtype)
+        write(report.summary(), file=sys.stdout)
+        for failure in report.failures:
+            write(f"    {failure}", file=sys.stdout)
+        failed += not report.ok
     return 1 if failed else 0
 
 
@@ -253,6 +272,30 @@ def cmd_bench(args) -> int:
         runpy.run_path(str(script), run_name="__main__")
     finally:
         sys.argv = old_argv
+    return 0
+
+
+def cmd_plot(args) -> int:
+    """Draw the losses' loss, gradient and Hessian panels (kinks marked) into one image file."""
+    params = {}
+    for item in args.param or []:
+        name, sep, text = item.partition("=")
+        try:
+            value = float(text)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise UsageError(f"lossgen plot: --param takes NAME=VALUE with a number, got {item!r:.60}")
+        params[name.strip()] = value
+    losses = resolve_losses(args.losses)
+    from .plot import plot_losses, save_figure
+
+    try:
+        figure = plot_losses(losses, target=args.target, x_range=args.range, params=params, points=args.points)
+    except ImportError as exc:  # matplotlib is the [plot] extra
+        raise UsageError(str(exc)) from None
+    save_figure(figure, args.output)
+    print(f"wrote {args.output}")
     return 0
 
 
@@ -281,13 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="finite-difference and accuracy checks of the kernels")
     verify.add_argument("losses", nargs="+", metavar="NAME|FILE.toml")
     verify.add_argument("--dtype", default="all", choices=["float32", "float64", "all"])
-    verify.add_argument("-n", type=int, default=1000, help="random samples (hard cases are added)")
-    verify.add_argument("--seed", type=int, default=0)
+    verify.add_argument("-n", type=_count(1, 10_000_000, "n"), default=1000, help="random samples (hard cases are added)")
+    verify.add_argument("--seed", type=_count(0, 2**32 - 1, "seed"), default=0)
     verify.set_defaults(run=cmd_verify)
     bench = commands.add_parser("bench", help="the generated kernel against peers, side by side")
     bench.add_argument("losses", nargs="+", metavar="NAME")
-    bench.add_argument("--n", type=int, default=10_000_000)
+    bench.add_argument("--n", type=_count(1, 10**9, "n"), default=10_000_000)
     bench.set_defaults(run=cmd_bench)
+    plot = commands.add_parser("plot", help="loss, gradient and Hessian against the prediction, as an image")
+    plot.add_argument("losses", nargs="+", metavar="NAME|FILE.toml")
+    plot.add_argument("-o", "--output", required=True, metavar="FILE.png", help="image file (.png, .svg, .pdf, ...)")
+    plot.add_argument("--target", type=float, metavar="Y", help="value of the target input (default: from its domain)")
+    plot.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"), help="prediction range (default: around the target)")
+    plot.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter value (repeatable)")
+    plot.add_argument("--points", type=_count(3, 1_000_000, "points"), default=801, help="grid points (default 801)")
+    plot.set_defaults(run=cmd_plot)
     return parser
 
 
@@ -302,6 +353,12 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         print("lossgen: interrupted", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A path the user gave cannot be written or read (an -o that is a file, no permission).
+        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        message = f"lossgen: cannot use{name}: {exc.strerror or type(exc).__name__}"
+        print(" ".join(message.split()), file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the command line never shows a traceback
         if os.environ.get("LOSSGEN_DEBUG"):

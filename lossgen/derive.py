@@ -12,23 +12,37 @@ from collections.abc import Sequence
 
 import sympy as sp
 
+from .budget import shared_has, shared_replace
 from .errors import CodegenError
 
 
 def _almost_everywhere(expr: sp.Expr) -> sp.Expr:
-    expr = expr.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
-    expr = expr.replace(
-        lambda e: isinstance(e, sp.Heaviside),
-        lambda e: sp.Piecewise((1, e.args[0] > 0), (sp.Rational(1, 2), sp.Eq(e.args[0], 0)), (0, True)),
-    )
-    if expr.has(sp.Derivative, sp.Subs):
+    # shared_replace/shared_has give Basic.replace/has's results, but visit each distinct
+    # subexpression once: derivatives of nested formulas repeat subtrees many times over.
+    if shared_has(expr, (sp.DiracDelta,)):
+        expr = shared_replace(expr, lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    if shared_has(expr, (sp.Heaviside,)):
+        expr = shared_replace(
+            expr,
+            lambda e: isinstance(e, sp.Heaviside),
+            lambda e: sp.Piecewise((1, e.args[0] > 0), (sp.Rational(1, 2), sp.Eq(e.args[0], 0)), (0, True)),
+        )
+    if shared_has(expr, (sp.Derivative, sp.Subs)):
         raise CodegenError(f"SymPy left an unevaluated derivative in {expr}; the formula has a function it cannot differentiate")
     return expr
 
 
+def _diff(expr: sp.Expr, variable: sp.Symbol) -> sp.Expr:
+    # A sum term by term: the same result as sp.diff (whose Add rule is exactly this), without
+    # the bookkeeping SymPy's Derivative does over the whole sum (5x faster for 600 terms).
+    if isinstance(expr, sp.Add):
+        return sp.Add(*[sp.diff(term, variable) for term in expr.args])
+    return sp.diff(expr, variable)
+
+
 def differentiate(expr: sp.Expr, variable: sp.Symbol) -> sp.Expr:
     """d expr / d variable, almost everywhere."""
-    return _almost_everywhere(sp.diff(expr, variable))
+    return _almost_everywhere(_diff(expr, variable))
 
 
 def gradient(expr: sp.Expr, variables: Sequence[sp.Symbol]) -> tuple[sp.Expr, ...]:

@@ -18,9 +18,10 @@ import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import log1p
 
+from .budget import limited
 from .convexity import (
     NONSMOOTH, Convexity, Problem, Range, RangeProgram, bound, candidate_forms, depends, evaluate, finite_form,
-    high_precision, is_zero, limited, make_problem, make_problem_check, mpmath_function, numpy_function,
+    high_precision, is_zero, make_problem, make_problem_check, mpmath_function, numpy_function,
     prove_nonnegative, prove_on_segment, sample_others, segment, smooth_in, special_values, text, unknown_node,
 )
 from .functions import log1pmx, logratio, sqrt1pm1, to_elementary, xlogy

@@ -10,15 +10,19 @@ import functools
 import math
 import numbers
 import types
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import derive, stabilize
+from . import budget, derive, stabilize
 from .domain import REAL_LINE, assumptions_for, interval_text, parse_interval
-from .errors import SpecError
-from .parse import check_name, parse_expression
+from .errors import CodegenError, SpecError
+from .parse import MAX_NAME_CHARS, check_name, parse_expression
+
+# Characters that end a line (in Python source or for str.splitlines).
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 SPEC_KEYS = ("expr", "inputs", "wrt", "params", "where", "domain", "doc", "normalizer", "transform")
 
@@ -56,6 +60,12 @@ class LossSpec:
         return self.symbols[name]
 
 
+def _show(value, width: int = 60) -> str:
+    """repr(value) for a message, shortened: user values can be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _as_name_list(value, field_name: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
@@ -80,15 +90,49 @@ def _as_mapping(value, field_name: str) -> Mapping:
 
 def _param_value(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise SpecError(f"params: default of {name!r} must be a real number, got {value!r}")
-    value = float(value)
+        raise SpecError(f"params: default of {name!r} must be a real number, got {_show(value)}")
+    try:
+        value = float(value)
+    except (OverflowError, ValueError, TypeError):  # an int beyond float range, say 10**400
+        raise SpecError(f"params: default of {name!r} is beyond the floating-point range") from None
     if not math.isfinite(value):
         raise SpecError(f"params: default of {name!r} must be finite, got {value!r}")
     return value
 
 
-def _substitute_helpers(expr, helpers: Mapping[str, sp.Expr], placeholders: Mapping[str, sp.Symbol]) -> sp.Expr:
-    """Substitute `where` helpers into expr in dependency order; a cycle is a SpecError."""
+# Characters in one domain string; a bound of many digits or a huge exponent would make SymPy
+# build an enormous exact number.
+MAX_DOMAIN_CHARS = 100
+
+
+def _interval(text, field_name: str) -> sp.Interval:
+    """parse_interval, with the bounds first checked to be ordinary floating-point numbers."""
+    if isinstance(text, str):
+        if len(text) > MAX_DOMAIN_CHARS:
+            raise SpecError(f"{field_name}: interval string is longer than {MAX_DOMAIN_CHARS} characters {budget.limit_hint('spec', 'MAX_DOMAIN_CHARS')}")
+        inner = text.strip()[1:-1]
+        for bound in inner.split(","):
+            bound = bound.strip()
+            if bound.lstrip("+-") in ("oo", "inf"):
+                continue
+            try:
+                number = float(bound)
+            except ValueError:
+                continue  # parse_interval refuses it with the usual message
+            if not math.isfinite(number):
+                raise SpecError(f"{field_name}: bound {bound!r} is beyond the floating-point range; use oo")
+            if number == 0 and any(c in "123456789" for c in bound.lower().partition("e")[0]):
+                raise SpecError(f"{field_name}: bound {bound!r} underflows to 0 in floating point")
+    try:
+        return parse_interval(text, field_name)
+    except SpecError:
+        raise
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise SpecError(f"{field_name}: cannot read interval {_show(text)} ({type(exc).__name__})") from None
+
+
+def _helper_order(helpers: Mapping[str, sp.Expr], placeholders: Mapping[str, sp.Symbol]) -> list[str]:
+    """The `where` helpers in dependency order (each after those it uses); a cycle is a SpecError."""
     order: list[str] = []
     state: dict[str, str] = {}
 
@@ -107,16 +151,31 @@ def _substitute_helpers(expr, helpers: Mapping[str, sp.Expr], placeholders: Mapp
 
     for name in helpers:
         visit(name, ())
-    resolved: dict[sp.Symbol, sp.Expr] = {}
-    for name in order:
-        resolved[placeholders[name]] = helpers[name].xreplace(resolved)
-    return expr.xreplace(resolved)
+    return order
+
+
+def _resolve_helpers(where: Mapping, symbols: Mapping[str, sp.Symbol], placeholders: Mapping[str, sp.Symbol]) -> dict:
+    """Each helper's value with the helpers it uses substituted.
+
+    Helpers are read once with placeholder symbols to learn their dependencies, then read again,
+    in dependency order, with the values of the helpers they use in scope: the parser then sees
+    every formula as substituted, so its limits and checks hold for it (r**r with r = -10**55
+    is refused as an exponent too large, not left for SymPy to try; log(r) with r = 0 is named).
+    """
+    scope = {**symbols, **placeholders}
+    first = {key: _read_expr(value, scope, f"where.{key}") for key, value in where.items()}
+    resolved: dict[str, sp.Expr] = {}
+    for key in _helper_order(first, placeholders):
+        resolved[key] = _read_expr(where[key], {**symbols, **placeholders, **resolved}, f"where.{key}")
+    return resolved
 
 
 def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True, normalizer=None, transform=None) -> LossSpec:
     """Validate the constructor arguments of Loss and return an immutable LossSpec."""
+    if isinstance(name, str) and len(name) > MAX_NAME_CHARS:
+        raise SpecError(f"name: {_show(name, 30)} is longer than {MAX_NAME_CHARS} characters {budget.limit_hint('parse', 'MAX_NAME_CHARS')}")
     if not isinstance(name, str) or not name.isidentifier():
-        raise SpecError(f"name: {name!r} is not a valid loss name (letters, digits and _)")
+        raise SpecError(f"name: {_show(name)} is not a valid loss name (letters, digits and _)")
     input_names = _as_name_list(inputs, "inputs")
     wrt_names = _as_name_list(wrt, "wrt")
     for w in wrt_names:
@@ -134,14 +193,19 @@ def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None,
     intervals = {}
     for key, text in domain.items():
         if key not in input_names and key not in param_values:
-            raise SpecError(f"domain: {key!r} is not an input or param")
-        intervals[key] = parse_interval(text, f"domain.{key}")
+            raise SpecError(f"domain: {_show(key)} is not an input or param")
+        intervals[key] = _interval(text, f"domain.{key}")
     for key, value in param_values.items():
         interval = intervals.get(key, REAL_LINE)
         if not interval.contains(sp.Float(value)):
             raise SpecError(f"params: default {key}={value} lies outside its domain {interval_text(interval)}")
     if not isinstance(doc, str):
         raise SpecError(f"doc: expected a string, got {type(doc).__name__}")
+    breaks = [ch for ch in doc if ch in _LINE_BREAKS or (unicodedata.category(ch) == "Cc" and ch != "\t")]
+    if breaks:
+        # The doc is written into generated kernel source as a comment: a line break would end
+        # the comment and make the rest of the doc Python code that runs when the kernel loads.
+        raise SpecError(f"doc: must be one line of text; it contains the control character {breaks[0]!r}")
 
     symbols = {n: sp.Symbol(n, **assumptions_for(intervals.get(n, REAL_LINE))) for n in input_names + tuple(param_values)}
     placeholders = {}
@@ -150,16 +214,15 @@ def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None,
         if key in symbols:
             raise SpecError(f"where: helper {key!r} has the name of an input or param")
         placeholders[key] = sp.Symbol(key, real=True)
-    scope = {**symbols, **placeholders}
-    helpers = {key: _read_expr(value, scope, f"where.{key}") for key, value in where.items()}
+    helpers = _resolve_helpers(where, symbols, placeholders)
+    scope = {**symbols, **helpers}
     body = _read_expr(expr, scope, "expr")
-    body = _substitute_helpers(body, helpers, placeholders)
     unused = [w for w in wrt_names if symbols[w] not in body.free_symbols]
     if unused:
         raise SpecError(f"wrt: the formula does not depend on {unused[0]!r}")
     norm = None
     if normalizer is not None:
-        norm = _substitute_helpers(_read_expr(normalizer, scope, "normalizer"), helpers, placeholders)
+        norm = _read_expr(normalizer, scope, "normalizer")
     roles, class_params = _shape_roles(body, norm, input_names, wrt_names, symbols, param_values)
     from .transforms import TRANSFORMS
 
@@ -228,7 +291,9 @@ def _read_expr(value, scope: Mapping[str, sp.Symbol], field_name: str) -> sp.Exp
     if isinstance(value, str):
         return parse_expression(value, scope, field_name)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return parse_expression(repr(value), scope, field_name)
+        # As Python writes the number (numpy scalars repr as np.float64(...), not a number).
+        text = repr(int(value)) if isinstance(value, numbers.Integral) else repr(float(value))
+        return parse_expression(text, scope, field_name)
     if isinstance(value, sp.Expr):
         return _adopt_sympy(value, scope, field_name)
     raise SpecError(f"{field_name}: expected a formula string or a sympy.Expr, got {type(value).__name__}")
@@ -243,9 +308,15 @@ def _adopt_sympy(expr: sp.Expr, scope: Mapping[str, sp.Symbol], field_name: str)
         if sym.name not in scope:
             raise SpecError(f"{field_name}: unknown name {sym.name!r} (declare it in inputs, params or where)")
         mapping[sym] = scope[sym.name]
-    expr = expr.xreplace(mapping)
-    if expr.has(sp.zoo, sp.nan, sp.I):
-        raise SpecError(f"{field_name}: formula contains a non-finite or complex constant (zoo, nan or I)")
+    try:
+        expr = expr.xreplace(mapping)
+    except (TypeError, ValueError, ArithmeticError) as exc:  # SymPy re-evaluating with helper values
+        raise SpecError(f"{field_name}: cannot substitute the declared names: {' '.join(str(exc).split())[:120]}") from None
+    for atom, label in ((sp.nan, "nan"), (sp.zoo, "zoo"), (sp.oo, "oo"), (-sp.oo, "-oo"), (sp.I, "I")):
+        if expr.has(atom):
+            raise SpecError(f"{field_name}: formula is not a finite real number (it contains {label})")
+    if expr.is_extended_real is False:
+        raise SpecError(f"{field_name}: formula is not real for any value of its inputs")
     problem = check_supported(expr)
     if problem:
         raise SpecError(f"{field_name}: {problem}")
@@ -308,6 +379,34 @@ class Loss:
     # --- derivation ----------------------------------------------------------------------
     @functools.cached_property
     def _derived(self):
+        # A formula within the parser's limits can still have derivatives that take SymPy
+        # minutes (or gigabytes) to build; the budget turns that into a CodegenError that names
+        # the limit, instead of a hang.
+        try:
+            with budget.time_limit(budget.DERIVE_SECONDS):
+                derived = self._derive()
+        except budget.TimeLimit:
+            raise CodegenError(
+                f"{self.name}: deriving the gradient and Hessian took longer than {budget.DERIVE_SECONDS:g} s "
+                f"{budget.limit_hint('budget', 'DERIVE_SECONDS')}"
+            ) from None
+        except RecursionError:
+            raise CodegenError(f"{self.name}: the derivatives nest too deeply for SymPy (Python's recursion limit)") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            # SymPy refusing its own intermediate results: a clear error, never a traceback.
+            # (The fuzz tests treat this message as a bug to investigate, not as a refusal.)
+            detail = " ".join(str(exc).split())[:160]
+            raise CodegenError(f"{self.name}: SymPy failed while deriving the gradient and Hessian ({type(exc).__name__}: {detail})") from None
+        outputs = [derived[0], *derived[1], *derived[2]]
+        size = budget.dag_size(outputs, stop=budget.MAX_DERIVATIVE_NODES + 1)
+        if size > budget.MAX_DERIVATIVE_NODES:
+            raise CodegenError(
+                f"{self.name}: the loss and its derivatives have more than {budget.MAX_DERIVATIVE_NODES} distinct "
+                f"subexpressions {budget.limit_hint('budget', 'MAX_DERIVATIVE_NODES')}"
+            )
+        return derived
+
+    def _derive(self):
         applied: set[str] = set()
         variables = [self.symbol(w) for w in self.wrt]
         if not self._spec.stabilize:
@@ -356,6 +455,18 @@ class Loss:
         from .properties import analyze_properties
 
         return analyze_properties(self)
+
+    def to_torch(self, reduction: str = "mean", **params):
+        """A torch.nn.Module computing this loss with the generated kernel (needs the [torch] extra)."""
+        from .torch_adapter import LossModule
+
+        return LossModule(self, reduction=reduction, **params)
+
+    def plot(self, ax=None, **options):
+        """A matplotlib figure of the loss, its gradient and its Hessian (needs the [plot] extra)."""
+        from .plot import plot_losses
+
+        return plot_losses([self], ax=ax, **options)
 
     # --- algebra -------------------------------------------------------------------------
     def _combine(self, other: "Loss", sign: int, symbol: str) -> "Loss":

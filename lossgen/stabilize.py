@@ -15,12 +15,14 @@ the lower stage: math lives here, the printer only prints.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
+from .budget import MAX_SIMPLIFY_NODES, shared_replace, simplified
 from .functions import (
     exp_minus, expm1mx, log1pmx, logaddexp, logcosh, logratio, logsigmoid, scaled_exp, scaled_expm1, sigmoid, softplus,
     sqrt1pm1, xlogy,
@@ -232,7 +234,12 @@ def _xlogy(node):
         # y*(log(y) - log(p)): distribute, so each product is seen on its own.
         if isinstance(f, sp.Add) and any(isinstance(t, sp.log) and not t.args[0].is_positive for t in f.args):
             if any(g.is_nonnegative and not g.is_positive and not g.is_number for g in node.args):
-                return sp.expand_mul(node)
+                # The product of the sums' lengths is the size of the expansion: beyond the
+                # budget the rule declines rather than build it.
+                terms = math.prod(len(g.args) for g in node.args if isinstance(g, sp.Add))
+                if terms > MAX_SIMPLIFY_NODES:
+                    return None
+                return simplified(lambda: sp.expand_mul(node), node)
     logs = [f for f in node.args if isinstance(f, sp.log)]
     if len(logs) != 1 or logs[0].args[0].is_positive:
         return None
@@ -406,14 +413,23 @@ def _common_power_base(node):
         lowest = min(exponents)
         if len(exponents) < 2 or not all((e - lowest).is_Integer for e in exponents):
             continue
+        # Expanding base**k makes comb(m + k - 1, k) terms for a base of m terms: decline
+        # (keep the form as it is) when that exceeds the budget.
+        width = len(base.args)
+        terms = sum(math.comb(width + int(e - lowest) - 1, int(e - lowest)) * len(sp.Add.make_args(c)) for c, e in parts)
+        if terms > MAX_SIMPLIFY_NODES:
+            continue
         inner = sp.Add(*(c * base ** (e - lowest) for c, e in parts))
-        expanded = sp.expand(inner)
+        expanded = simplified(lambda: sp.expand(inner), inner)
+        if expanded is None:
+            continue
         # Only when expanding cancels a variable away entirely (SymPy may already have done so
         # while building `inner`): a partial cancellation would leave forms such as
         # p**2 - 2*p*y + y**2 that floats evaluate worse than (p - y)**2.
         before = base.free_symbols.union(*(c.free_symbols for c, _ in parts))
         if expanded.free_symbols < before:
-            return sp.factor_terms(expanded) * base**lowest
+            factored = simplified(lambda: sp.factor_terms(expanded), expanded)
+            return None if factored is None else factored * base**lowest
     return None
 
 
@@ -423,15 +439,23 @@ def apply_rules(expr: sp.Expr, phase: str, applied: set[str] | None = None, max_
     for _ in range(max_passes):
         before = expr
         for current in active:
+            fired: list[str] = []
+
             def query(node, current=current):
                 return isinstance(node, sp.Basic) and current.match(node) is not None
 
             def value(node, current=current):
-                if applied is not None:
-                    applied.add(current.name)
+                fired.append(current.name)
                 return current.match(node)
 
-            expr = expr.replace(query, value)
+            # Basic.replace's result, with each distinct subexpression visited once (derivatives
+            # of nested formulas repeat subtrees so often that a plain walk takes minutes); a
+            # rewrite SymPy cannot rebuild (Max(p, logcosh(2))) is declined, not an error.
+            declined: list = []
+            rewritten = shared_replace(expr, query, value, keep_on_error=True, declined=declined)
+            if applied is not None and fired and not (declined and rewritten == expr):
+                applied.add(current.name)
+            expr = rewritten
         if expr == before:
             break
     return expr

@@ -95,3 +95,48 @@ def test_build_writes_sources_and_check_detects_staleness(tmp_path, capsys):
 def test_bench_names_unknown_loss_with_exit_2():
     result = run("bench", "nope")
     assert result.returncode == 2 and "unknown loss" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["verify", "huber", "-n", "0"], "n must be between 1 and"),
+        (["verify", "huber", "-n", "-5"], "n must be between 1 and"),
+        (["verify", "huber", "-n", "abc"], "n must be an integer"),
+        (["verify", "huber", "--seed", "-1"], "seed must be between 0 and"),
+        (["bench", "huber", "--n", "0"], "n must be between 1 and"),
+    ],
+)
+def test_bad_counts_and_seeds_exit_2_naming_the_option(args, fragment, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err, err
+
+
+def test_an_output_directory_that_is_a_file_exits_2_in_one_line(tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("not a directory")
+    assert main(["build", "squared_error", "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot use" in err and "a_file" in err and "internal error" not in err, err
+
+
+def test_python_warnings_about_a_formula_do_not_add_lines_to_stderr(tmp_path):
+    # "1if" makes Python's parser warn (SyntaxWarning) before lossgen refuses the formula.
+    spec = tmp_path / "warn.toml"
+    spec.write_text('[w]\nexpr = "p + 1if"\ninputs = ["y", "p"]\nwrt = "p"\n')
+    result = run("inspect", str(spec))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Warning" not in result.stderr, result.stderr
+
+
+def test_a_formula_that_takes_too_long_to_derive_exits_2_naming_the_budget(tmp_path):
+    spec = tmp_path / "deep.toml"
+    spec.write_text('[deep]\nexpr = "' + "sin(" * 60 + "p" + ")" * 60 + '"\ninputs = ["y", "p"]\nwrt = "p"\n')
+    code = (
+        "import sys; from lossgen import budget; budget.DERIVE_SECONDS = 0.2; "
+        "from lossgen.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code, "inspect", str(spec)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "lossgen.budget.DERIVE_SECONDS" in result.stderr, result.stderr

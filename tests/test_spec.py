@@ -434,3 +434,162 @@ def test_combined_loss_derivatives_are_taken_in_its_wrt():
     # d/dp [(p - y)^2 + 2|p - y|] at p - y = 1.5 is 2*1.5 + 2.
     assert at(mix, mix.grad[0], y=0.5, p=2.0) == pytest.approx(5.0)
     assert math.isclose(at(mix, mix.hess[0, 0], y=0.5, p=2.0), 2.0)
+
+
+# --- hostile specs: limits and budgets ----------------------------------------------------------
+
+from lossgen import budget  # noqa: E402
+
+
+def test_deriving_past_the_time_budget_is_a_codegen_error_naming_the_limit(monkeypatch):
+    monkeypatch.setattr(budget, "DERIVE_SECONDS", 0.3)
+    loss = lg.Loss("deep", "sin(" * 80 + "p" + ")" * 80, inputs=["p"], wrt="p")
+    with pytest.raises(lg.CodegenError) as info:
+        loss.hess
+    message = str(info.value)
+    assert "(limit lossgen.budget.DERIVE_SECONDS; raise it with lossgen.budget.DERIVE_SECONDS = N)" in message
+    assert "\n" not in message
+
+
+def test_derivatives_past_the_size_budget_are_a_codegen_error_naming_the_limit(monkeypatch):
+    monkeypatch.setattr(budget, "MAX_DERIVATIVE_NODES", 20)
+    loss = lg.Loss("big", "exp(p)*sin(p)*cos(p)*log(1 + p**2)", inputs=["p"], wrt="p")
+    with pytest.raises(lg.CodegenError, match=r"MAX_DERIVATIVE_NODES; raise it with lossgen.budget.MAX_DERIVATIVE_NODES = N"):
+        loss.grad
+
+
+def test_raising_the_derivative_budget_admits_the_loss(monkeypatch):
+    monkeypatch.setattr(budget, "MAX_DERIVATIVE_NODES", 20)
+    text = "exp(p)*sin(p)*cos(p)*log(1 + p**2)"
+    with pytest.raises(lg.CodegenError):
+        lg.Loss("big", text, inputs=["p"], wrt="p").grad
+    monkeypatch.setattr(budget, "MAX_DERIVATIVE_NODES", 100_000)
+    assert lg.Loss("big", text, inputs=["p"], wrt="p").grad[0].has(sp.cos)
+
+
+def _derive_in_time(text: str, seconds: float) -> None:
+    """The loss's gradient and Hessian (or a CodegenError naming a budget) within `seconds`."""
+    import time
+
+    start = time.perf_counter()
+    loss = lg.Loss("deep", text, inputs=["y", "p"], wrt="p")
+    try:
+        loss.grad, loss.hess
+    except lg.CodegenError as exc:
+        assert "lossgen.budget." in str(exc)
+    assert time.perf_counter() - start < seconds
+
+
+def test_derivatives_of_exp_nested_30_deep_finish_in_seconds():
+    _derive_in_time("exp(" * 30 + "p/100" + ")" * 30, 20)
+
+
+def test_derivatives_of_a_thousandth_power_finish_at_once():
+    loss = lg.Loss("pow", "(p - y)**1000", inputs=["y", "p"], wrt="p")
+    p, y = loss.symbol("p"), loss.symbol("y")
+    assert loss.hess[0, 0] == 999000 * (p - y) ** 998
+
+
+@pytest.mark.slow
+def test_derivatives_of_a_sum_of_2000_terms_finish():
+    terms = [f"{k}*y*p**2" if k % 3 == 0 else (f"sin({k}*p)" if k % 3 == 1 else f"exp(-p/{k})") for k in range(1, 2001)]
+    _derive_in_time(" + ".join(terms), 90)
+
+
+@pytest.mark.slow
+def test_derivatives_of_sin_nested_100_deep_finish():
+    _derive_in_time("sin(" * 100 + "p" + ")" * 100, 90)
+
+
+@pytest.mark.parametrize(
+    "where, problem",
+    [
+        ({"r": "logaddexp(0, 0)"}, "cannot build Max(0, r)"),  # SymPy's Max refuses it
+        ({"r": "0"}, "log(r) is not a finite real number"),
+        ({"r": "-1 - y**2"}, "not real for any value"),  # sqrt of a negative
+    ],
+)
+def test_helpers_that_make_the_formula_undefined_are_refused(where, problem):
+    expr = {"logaddexp(0, 0)": "Max(0, r) + p", "0": "log(r) + p", "-1 - y**2": "sqrt(r) + p"}[where["r"]]
+    message = spec_error(expr=expr, inputs=["y", "p"], where=where)
+    assert message.startswith("expr:") and problem in message
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("(0, 1e400)", "beyond the floating-point range"),
+        ("(-1e999999999, 0)", "beyond the floating-point range"),
+        ("(0, 1e-99999999)", "underflows to 0"),
+        ("(0, 1" + "0" * 5000 + ")", "MAX_DOMAIN_CHARS"),
+    ],
+)
+def test_domain_bounds_beyond_floating_point_are_refused_quickly(text, problem):
+    import time
+
+    start = time.perf_counter()
+    message = spec_error(domain={"p": text})
+    assert message.startswith("domain.p:") and problem in message
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)])
+def test_param_default_beyond_floating_point_is_refused(value):
+    assert "beyond the floating-point range" in spec_error(expr="p*a", params={"a": value})
+
+
+def test_numpy_numbers_are_accepted_as_formulas_and_defaults():
+    import numpy as np
+
+    # numpy 2 writes np.float64(2.5) as "np.float64(2.5)": lossgen reads the number, not the repr.
+    loss = lg.Loss("l", "p*a + r", inputs=["p"], wrt="p", params={"a": np.int64(3)}, where={"r": np.float64(2.5)})
+    assert loss.params["a"] == 3.0 and loss.expr == loss.symbol("a") * loss.symbol("p") + sp.Rational(5, 2)
+
+
+def test_names_longer_than_the_limit_are_refused_naming_it():
+    assert "MAX_NAME_CHARS" in spec_error(inputs=["x" * 101, "p"])
+    with pytest.raises(lg.SpecError, match=r"^name: .*MAX_NAME_CHARS"):
+        lg.Loss("l" * 101, "p", inputs=["p"], wrt="p")
+    assert lg.Loss("l" * 100, "p", inputs=["p"], wrt="p").name == "l" * 100
+
+
+def test_messages_quoting_user_values_stay_short():
+    message = spec_error(domain={"x" * 10_000: "(0, 1)"})
+    assert len(message) < 200
+
+
+def test_helpers_are_checked_as_substituted_so_a_huge_exponent_cannot_hang():
+    # Found by tests/test_fuzz.py: SymPy spent minutes on r**r with r = -(115070.19...**11)
+    # when helpers were substituted after parsing; now the parser sees the exponent.
+    import time
+
+    start = time.perf_counter()
+    message = spec_error(expr="r**r + p", inputs=["y", "p"], where={"r": "-(115070.1925632972**11)"})
+    assert message.startswith("expr:") and "MAX_INT_EXPONENT" in message
+    assert time.perf_counter() - start < 2
+
+
+def test_a_helper_that_is_a_number_is_checked_as_a_constant():
+    assert "r**(1/3) is not a finite real number (it is complex)" in spec_error(
+        expr="r**(1/3) + p", inputs=["y", "p"], where={"r": "-8"})
+
+
+def test_a_stabilizing_rewrite_sympy_cannot_rebuild_is_declined_not_an_error():
+    # log(cosh(2)) -> logcosh(2) inside Max: SymPy's Max cannot compare logcosh(2) with p and
+    # raised ValueError from the derivation; the rewrite is now declined.
+    loss = lg.Loss("l", "Max(p, log(cosh(2)))", inputs=["p"], wrt="p")
+    assert loss.stable_expr == sp.Max(loss.symbol("p"), sp.log(sp.cosh(2)))
+    from lossgen.functions import to_elementary
+
+    assert to_elementary(loss.grad[0]).subs(loss.symbol("p"), 5) == 1
+
+
+def test_sympy_failing_while_deriving_is_a_codegen_error(monkeypatch):
+    from lossgen import derive
+
+    def broken(expr, variables):
+        raise ValueError("The argument 'x' is not comparable.")
+
+    monkeypatch.setattr(derive, "gradient", broken)
+    with pytest.raises(lg.CodegenError, match=r"^l: SymPy failed while deriving .*not comparable"):
+        lg.Loss("l", "p**2", inputs=["p"], wrt="p").grad

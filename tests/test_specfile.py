@@ -221,3 +221,63 @@ def test_first_bad_table_fails_the_whole_file(tmp_path):
     text = "[good]\n" + GOOD_TABLE + '\n[bad]\nexpr = "p"\ninputs = ["y", "p"]\nwrt = "q"\n'
     message = load_error(write(tmp_path, text))
     assert "[bad].wrt" in message
+
+
+# --- hostile files: bounded reads, one-line messages ----------------------------------------------
+
+
+def test_file_larger_than_the_limit_is_refused_naming_the_limit(tmp_path):
+    from lossgen import specfile
+
+    path = write(tmp_path, "# " + "x" * specfile.MAX_SPEC_BYTES + "\n[sq]\n" + GOOD_TABLE)
+    message = load_error(path)
+    assert "(limit lossgen.specfile.MAX_SPEC_BYTES; raise it with lossgen.specfile.MAX_SPEC_BYTES = N)" in message
+
+
+def test_raising_the_file_size_limit_admits_the_file(tmp_path, monkeypatch):
+    from lossgen import specfile
+
+    path = write(tmp_path, "# " + "x" * 2_000 + "\n[sq]\n" + GOOD_TABLE)
+    monkeypatch.setattr(specfile, "MAX_SPEC_BYTES", 1_000)
+    assert "MAX_SPEC_BYTES" in load_error(path)
+    monkeypatch.setattr(specfile, "MAX_SPEC_BYTES", 10_000)
+    assert list(lg.load(path)) == ["sq"]
+
+
+def test_a_path_with_a_nul_byte_is_a_spec_error():
+    with pytest.raises(lg.SpecError, match="cannot read spec file") as info:
+        lg.load("bad\x00name.toml")
+    assert "\n" not in str(info.value) and "\\x00" in str(info.value)
+
+
+def test_a_path_with_a_newline_is_named_on_one_line(tmp_path):
+    with pytest.raises(lg.SpecError, match="no such spec file") as info:
+        lg.load(tmp_path / "two\nlines.toml")
+    assert "\n" not in str(info.value) and "two\\nlines.toml" in str(info.value)
+
+
+def test_non_utf8_bytes_are_named_with_their_position(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[sq]\nexpr = "(p - y)**2"\ndoc = "caf\xe9"\n')
+    assert "not UTF-8" in load_error(path) and "at byte 35" in load_error(path)  # the byte after doc = "caf
+
+
+@pytest.mark.parametrize("nested", ["a = " + "[" * 5_000 + "]" * 5_000, "a = " + "{ b = " * 3_000 + "1" + " }" * 3_000])
+def test_deeply_nested_toml_is_a_spec_error(tmp_path, nested):
+    assert "nest too deeply" in load_error(write(tmp_path, nested + "\n"))
+
+
+def test_windows_line_endings_are_read(tmp_path):
+    path = tmp_path / "crlf.toml"
+    path.write_bytes(VALID.replace("\n", "\r\n").encode())
+    assert list(lg.load(path)) == ["sq", "my_huber"]
+
+
+def test_a_long_unprintable_table_name_is_shortened_and_escaped(tmp_path):
+    message = load_error(write(tmp_path, '["' + "\\u0007" * 200 + '"]\n' + GOOD_TABLE))
+    assert "\\x07" in message and len(message) < 400
+
+
+def test_a_doc_with_a_line_break_is_refused_naming_the_table(tmp_path):
+    text = '[sq]\n' + GOOD_TABLE + 'doc = """first line\nsecond line"""\n'
+    assert "[sq].doc: must be one line" in load_error(write(tmp_path, text))
