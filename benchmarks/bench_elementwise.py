@@ -54,6 +54,7 @@ import numpy as np
 from numba import njit, prange
 
 import lossgen as lg
+from lossgen.progress import progress, write
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _peers, also under runpy (lossgen bench)
 from _peers import NUMPY, elementwise_names, is_elementwise, jax_losses, make_inputs, torch_losses  # noqa: E402
@@ -723,9 +724,11 @@ def main(argv=None) -> int:
 
     rows = []
     disagreements = []
+    jobs = iter(progress([(d, n, name) for d in dtypes for n in sizes for name in losses], desc="bench", unit="case"))
     for dtype in dtypes:
         for n in sizes:
             for name in losses:
+                next(jobs)  # advances the bar, if one is drawn
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     row = bench_one(
@@ -733,22 +736,21 @@ def main(argv=None) -> int:
                         classes[name],
                     )
                 for w in caught:
-                    print(f"warning: {w.message}", file=sys.stderr)
+                    write(f"warning: {w.message}")
                 rows.append(row)
                 disagreements += [
                     describe_check(method, name, f"{dtype}, n={n}", check)
                     for method, check in row["check"].items() if not check["ok"]
                 ]
-                print(
+                write(
                     f"  done {name} {dtype} n={n:,}: {row['rounds']} rounds, kept {args.repeat} with others' CPU "
-                    f"share <= {row['kept_other_cpu_share_max']:.0%}, waited {row['waited_s']:.0f} s for quiet",
-                    file=sys.stderr, flush=True,
+                    f"share <= {row['kept_other_cpu_share_max']:.0%}, waited {row['waited_s']:.0f} s for quiet"
                 )
-            print(f"\n## {dtype}, n = {n:,}\n")
-            print(table(rows, dtype, args.stat, n), flush=True)
+            write(f"\n## {dtype}, n = {n:,}\n\n" + table(rows, dtype, args.stat, n), file=sys.stdout)
         if len(sizes) > 1:
-            print(f"\n## {dtype}: lossgen's speed-up (peer time / lossgen time; above 1: lossgen faster)\n")
-            print(speedup_table(rows, dtype, args.stat), flush=True)
+            write(f"\n## {dtype}: lossgen's speed-up (peer time / lossgen time; above 1: lossgen faster)\n", file=sys.stdout)
+            write(speedup_table(rows, dtype, args.stat), file=sys.stdout)
+    next(jobs, None)  # closes the bar
 
     if disagreements:
         print("\n## Peers that disagree with lossgen (not timed)\n")

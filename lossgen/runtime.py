@@ -26,7 +26,7 @@ from .transforms import apply_transform
 REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
 # Below this many samples the serial kernel is faster than the parallel one: waking numba's
 # threads costs several microseconds (measured crossover: see docs/benchmarks.md).
-SERIAL_BELOW = 32_768
+SERIAL_BELOW = 8_192
 
 
 @dataclass(frozen=True)
