@@ -53,6 +53,8 @@ class TimeLimit(Exception):
 
 
 _DEADLINES: list[float] = []  # perf_counter deadlines of the enclosing time_limit blocks
+# After a limit fires, it fires again this often until its block ends (see expire below).
+RETRY_SECONDS = 0.05
 
 
 @contextlib.contextmanager
@@ -73,6 +75,10 @@ def time_limit(seconds: float):
     budget = min(seconds, outer_left) if outer_left > 0 else seconds
 
     def expire(signum, frame):
+        # Python prints and drops an exception raised while it runs a weakref callback or a
+        # __del__ ("Exception ignored in ..."): the block would then run on with no limit (seen
+        # as SymPy's factor() growing to 24 GB). Fire again shortly, until the block has ended.
+        signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
         raise TimeLimit()
 
     previous = signal.signal(signal.SIGALRM, expire)

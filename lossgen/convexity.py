@@ -19,14 +19,11 @@ inputs and params in their domains, or at the values given as `fixed`.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import math
 import os
-import signal
 import sys
-import threading
 import time
 import types
 from collections.abc import Callable, Mapping
@@ -39,6 +36,7 @@ from sympy.codegen.cfunctions import expm1, log1p
 from sympy.core.relational import Relational
 from sympy.printing.str import StrPrinter
 
+from .budget import TimeLimit, limited, time_limit  # also used by properties.py
 from .functions import (
     exp_minus, expm1mx, log1pmx, logaddexp, logcosh, logratio, logsigmoid, scaled_exp, scaled_expm1, sigmoid,
     softplus, sqrt1pm1, to_reference_form, xlogy,
@@ -869,58 +867,6 @@ def nonnegative_by_bisection(program: RangeProgram, env: Mapping[sp.Symbol, Rang
 
 
 # --- proving an expression non-negative ----------------------------------------------------------
-
-class TimeLimit(Exception):
-    """A SymPy call ran past its time limit (the analysis declines rather than hangs)."""
-
-
-_DEADLINES: list[float] = []  # perf_counter deadlines of the enclosing time limits
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    """Raise TimeLimit in the block after `seconds` (SIGALRM; only in the main thread, elsewhere
-    the block runs unlimited). Nested limits keep the outer deadline."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
-    outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
-    start = time.perf_counter()
-    budget = min(seconds, outer_left) if outer_left > 0 else seconds
-
-    def expire(signum, frame):
-        raise TimeLimit()
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, budget)
-    _DEADLINES.append(start + budget)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        _DEADLINES.pop()
-        if outer_left > 0:
-            left = outer_left - (time.perf_counter() - start)
-            if left <= 0:
-                raise TimeLimit()
-            signal.setitimer(signal.ITIMER_REAL, left)
-
-
-def limited(call, seconds: float = 1.0, default=None):
-    """call() under a time limit; `default` when it runs out or SymPy fails. When an enclosing
-    limit has run out too, TimeLimit propagates to it."""
-    try:
-        with time_limit(seconds):
-            return call()
-    except TimeLimit:
-        if any(d <= time.perf_counter() for d in _DEADLINES):
-            raise
-        return default
-    except Exception:  # noqa: BLE001 - a SymPy failure only loses this attempt
-        if os.environ.get("LOSSGEN_DEBUG") == "2":
-            raise
-        return default
 
 
 def _ops(expr) -> int:

@@ -530,3 +530,21 @@ def test_smooth_counterexamples_also_have_negative_curvature_at_their_point(name
     assert curvature_along(l, c.counterexample) < 0
     if c.verdict == "neither":
         assert curvature_along(l, c.concavity_counterexample) > 0
+
+
+def test_a_time_limit_whose_exception_python_dropped_fires_again():
+    # Python drops an exception raised in a weakref callback or __del__ ("Exception ignored"):
+    # a limit that fired there must fire again, or the SymPy call it guards runs unbounded.
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(cx.TimeLimit):
+        with cx.time_limit(0.05):
+            try:
+                while time.perf_counter() - start < 5:
+                    pass
+            except cx.TimeLimit:
+                pass  # dropped, as in a weakref callback
+            while time.perf_counter() - start < 5:
+                pass
+    assert time.perf_counter() - start < 1.0
