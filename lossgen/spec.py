@@ -12,6 +12,7 @@ import numbers
 import types
 import unicodedata
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -58,6 +59,18 @@ class LossSpec:
     def symbol(self, name: str) -> sp.Symbol:
         """The SymPy symbol (with its domain's assumptions) for an input or param."""
         return self.symbols[name]
+
+    def __reduce__(self):
+        # The read-only mappings are mappingproxy objects, which pickle refuses: send them as
+        # dicts and wrap them again on the other side (dask workers, DataLoader processes).
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        proxied = tuple(name for name, value in values.items() if isinstance(value, types.MappingProxyType))
+        return _rebuild_spec, ({name: dict(value) if name in proxied else value for name, value in values.items()}, proxied)
+
+
+def _rebuild_spec(values: dict, proxied: tuple[str, ...]) -> LossSpec:
+    """Unpickle a LossSpec (see LossSpec.__reduce__)."""
+    return LossSpec(**{name: types.MappingProxyType(value) if name in proxied else value for name, value in values.items()})
 
 
 def _show(value, width: int = 60) -> str:
@@ -359,6 +372,10 @@ class Loss:
         loss = cls.__new__(cls)
         loss._spec = spec
         return loss
+
+    def __reduce__(self):
+        # Only the spec travels; derivatives and kernels are rebuilt (and cached) where it lands.
+        return Loss.from_spec, (self._spec,)
 
     # --- the spec, read-only -------------------------------------------------------------
     spec = property(lambda self: self._spec, doc="The immutable LossSpec.")

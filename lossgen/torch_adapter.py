@@ -133,8 +133,8 @@ def _to_numpy(tensor: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
 
 def _to_cuda(tensor: torch.Tensor, dtype: torch.dtype):
     """A contiguous CUDA tensor, which a CUDA kernel reads through __cuda_array_interface__."""
-    # Untested: lossgen has no CUDA target yet. This assumes a CUDA Kernel takes any object with
-    # __cuda_array_interface__ (as numba.cuda does) and returns device arrays.
+    # The CUDA Kernel reads any object with __cuda_array_interface__ without a copy and returns
+    # device arrays. Tested on the simulator only: no GPU has run this path yet.
     tensor = tensor.detach()
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.to(dtype)

@@ -593,3 +593,20 @@ def test_sympy_failing_while_deriving_is_a_codegen_error(monkeypatch):
     monkeypatch.setattr(derive, "gradient", broken)
     with pytest.raises(lg.CodegenError, match=r"^l: SymPy failed while deriving .*not comparable"):
         lg.Loss("l", "p**2", inputs=["p"], wrt="p").grad
+
+
+def test_a_loss_pickles_and_the_copy_computes_the_same():
+    # Dask workers, DataLoader processes and multiprocessing pools receive losses by pickle.
+    import pickle
+    import types
+
+    import numpy as np
+
+    for loss in [lg.get("huber"), lg.get("cross_entropy"),
+                 lg.Loss("mine", "w*softplus(p) - y*p", inputs=["y", "p"], wrt="p", params={"w": 2.0}, doc="one line")]:
+        copy = pickle.loads(pickle.dumps(loss))
+        assert copy.spec == loss.spec and copy.grad == loss.grad and copy.hess == loss.hess
+        assert isinstance(copy.params, types.MappingProxyType)  # still read-only
+    y, p = np.array([0.0, 1.0, 1.0]), np.array([-2.0, 0.5, 30.0])
+    mine = loss
+    assert pickle.loads(pickle.dumps(mine)).compile(reduction="sum")(y, p).loss == mine.compile(reduction="sum")(y, p).loss
