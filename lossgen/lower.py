@@ -185,6 +185,9 @@ class KernelPrinter(PythonCodePrinter):
         return self.call("expm1", expr.args[0])
 
     def _print_sign(self, expr):
+        # numba's CUDA target has no np.sign: a target's library may name its own.
+        if "sign" in self.math_library:
+            return self.call("sign", expr.args[0])
         return f"np.sign({self._print(expr.args[0])})"
 
     def _print_Abs(self, expr):

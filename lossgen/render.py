@@ -31,18 +31,26 @@ class KernelLayout:
     fastmath: frozenset = frozenset({"contract", "nsz"})
     # Where the math functions come from: "kmath" (lossgen's vectorizable ones) or None (math.*).
     math_library: str | None = None
+    # Functions the target cannot spell as the printer does by default, which the kernel module
+    # imports as <name>_f32 / <name>_f64 instead (numba's CUDA target has no np.sign).
+    device_functions: tuple[str, ...] = ()
 
     def math_functions(self, dtype: str) -> dict[str, str]:
         """Function name -> the name the printer calls for it, in this layout's math library."""
-        if self.math_library is None:
-            return {}
-        from . import kmath
+        functions = {}
+        if self.math_library is not None:
+            from . import kmath
 
-        return {name: function for (name, kind), function in kmath.KERNEL_MATH.items() if kind == dtype}
+            functions = {name: function for (name, kind), function in kmath.KERNEL_MATH.items() if kind == dtype}
+        suffix = "f32" if dtype == "float32" else "f64"
+        functions.update({name: f"{name}_{suffix}" for name in self.device_functions})
+        return functions
 
 
 KERNEL_LAYOUTS: dict[str, KernelLayout] = {
     "cpu": KernelLayout("cpu", "cpu_elementwise.py.jinja", "cpu_rowwise.py.jinja", math_library="kmath"),
+    # One thread per sample (row), CUDA's own math.* (libdevice), block sums in shared memory.
+    "cuda": KernelLayout("cuda", "cuda_elementwise.py.jinja", "cuda_rowwise.py.jinja", device_functions=("sign",)),
 }
 
 

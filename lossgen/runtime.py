@@ -10,6 +10,7 @@ a kernel every step allocates nothing.
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 from dataclasses import dataclass
 
@@ -102,6 +103,10 @@ class Kernel:
         self._checked_out = None  # (out, shape, checked outputs) of the last out= seen
         self._default_params = [self.dtype.type(check.value(check.default)) for check in self._params.values()]
 
+    @classmethod
+    def check_target(cls) -> None:
+        """Raise CodegenError when this target cannot run here (the CPU always can)."""
+
     def __repr__(self):
         return f"<Kernel {self.loss.name} target={self.target} dtype={self.dtype} reduction={self.reduction}>"
 
@@ -137,17 +142,21 @@ class Kernel:
             array = np.asarray(value)
         except Exception as exc:  # noqa: BLE001 - any failure to become an array is the user's input
             raise InputError(f"array {name!r} cannot be read as an array: {exc}") from None
-        kind = array.dtype.kind
-        if is_wrt:
-            if array.dtype != self.dtype:
-                raise InputError(
-                    f"array {name!r} has dtype {array.dtype}, but this kernel is {self.dtype}; "
-                    f"convert it or compile with dtype={str(array.dtype)!r}"
-                )
-        elif kind not in "biuf" or array.dtype.itemsize > 8:
-            raise InputError(f"array {name!r} has dtype {array.dtype}; expected real numbers")
+        self._check_dtype(name, array.dtype, is_wrt)
         # asarray with order="C" copies only non-contiguous arrays and keeps 0-d arrays 0-d.
         return np.asarray(array, dtype=self.dtype, order="C")
+
+    def _check_dtype(self, name: str, dtype: np.dtype, is_wrt: bool) -> None:
+        """InputError unless an input of this dtype fits: the wrt array must have the kernel's
+        dtype exactly; other arrays may have any real dtype, converted to the kernel's."""
+        if is_wrt:
+            if dtype != self.dtype:
+                raise InputError(
+                    f"array {name!r} has dtype {dtype}, but this kernel is {self.dtype}; "
+                    f"convert it or compile with dtype={str(dtype)!r}"
+                )
+        elif dtype.kind not in "biuf" or dtype.itemsize > 8:
+            raise InputError(f"array {name!r} has dtype {dtype}; expected real numbers")
 
     def __call__(self, *arrays, weight=None, out=None, **named) -> Result:
         """Evaluate loss, gradient and Hessian diagonal; see Result for shapes.
@@ -399,17 +408,28 @@ def spec_fingerprint(spec) -> tuple[str, ...]:
     )
 
 
+# Target -> (module, class) of the Kernel that calls its kernels. A target's runtime is imported
+# when one of its kernels is compiled: the CUDA one needs numba-cuda, an optional extra.
+KERNEL_RUNTIMES: dict[str, tuple[str, str]] = {
+    "cpu": ("lossgen.runtime", "Kernel"),
+    "cuda": ("lossgen.cuda_runtime", "CudaKernel"),
+}
+
+
 def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction: str = "mean") -> Kernel:
     """Generate, load (from the on-disk cache when possible) and wrap the kernel of a Loss."""
-    if target not in ("cpu", "cuda"):
-        raise CodegenError(f"target must be 'cpu' or 'cuda', got {target!r}")
+    if target not in KERNEL_RUNTIMES:
+        raise CodegenError(f"target must be one of {', '.join(map(repr, KERNEL_RUNTIMES))}, got {target!r}")
     if str(dtype) not in DTYPES:
         raise CodegenError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     if reduction not in REDUCTIONS:
         raise CodegenError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     dtype = str(dtype)
     layout_for(target)
+    module_name, class_name = KERNEL_RUNTIMES[target]
+    kernel_class = getattr(importlib.import_module(module_name), class_name)
+    kernel_class.check_target()  # before any import of a kernel module that needs what is missing
     spec = loss.spec
     key = kernel_key(target, dtype, *spec_fingerprint(spec))
     module = load_kernel_module(key, f"{loss.name}_{target}_{dtype}", lambda: kernel_source(loss, target, dtype))
-    return Kernel(loss, target, dtype, reduction, module)
+    return kernel_class(loss, target, dtype, reduction, module)

@@ -5,6 +5,9 @@ import tempfile
 
 # Set before lossgen compiles anything: every test process shares compiled kernels on disk.
 os.environ.setdefault("LOSSGEN_CACHE_DIR", os.path.join(tempfile.gettempdir(), "lossgen-test-cache"))
+# The CUDA tests run on numba's CUDA simulator, which numba.cuda picks when it is first imported
+# (so: here, before any test module). NUMBA_ENABLE_CUDASIM=0 runs them on a real GPU instead.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 import pytest  # noqa: E402
 
