@@ -359,18 +359,11 @@ class CudaKernel(Kernel):
         roles = self.loss.roles
         wrt0 = self._wrt[0]
         row_arrays = {n: self._device_input(n, bound[n], n in self._wrt) for n in self._inputs if roles[n] == "row"}
-        shape = tuple(row_arrays[wrt0].shape)
-        if len(shape) != 2:
-            raise InputError(f"array {wrt0!r} is a row-wise input and must be 2-D (rows x classes), got shape {shape}")
+        shape = self._row_shape(row_arrays, wrt0)
         rows, classes = shape
-        for name, array in row_arrays.items():
-            if tuple(array.shape) != shape:
-                raise InputError(f"array {name!r} has shape {tuple(array.shape)}, expected {shape} like {wrt0!r}")
         scalar = self.dtype.type
         class_params = set(self.loss.spec.class_params)
-        ignore = None
-        if "ignore_index" in self._params and "ignore_index" not in class_params:
-            ignore = int(self._params["ignore_index"].value(given_params.get("ignore_index", self._params["ignore_index"].default)))
+        ignore = self._ignore_index(given_params, class_params)
         arguments = []
         for name in self._inputs:
             role = roles[name]

@@ -115,6 +115,23 @@ class Kernel:
         """The generated module source this kernel was compiled from."""
         return kernel_source(self.loss, self.target, str(self.dtype))
 
+    @staticmethod
+    def _row_shape(row_arrays: dict, wrt0: str) -> tuple[int, int]:
+        """(rows, classes) of the row-wise arrays, which must all be 2-D and of one shape."""
+        shape = tuple(row_arrays[wrt0].shape)
+        if len(shape) != 2:
+            raise InputError(f"array {wrt0!r} is a row-wise input and must be 2-D (rows x classes), got shape {shape}")
+        for name, array in row_arrays.items():
+            if tuple(array.shape) != shape:
+                raise InputError(f"array {name!r} has shape {tuple(array.shape)}, expected {shape} like {wrt0!r}")
+        return shape
+
+    def _ignore_index(self, given_params: dict, class_params: set) -> int | None:
+        """The label to skip (ignore_index), when the loss has one that is not per class."""
+        if "ignore_index" not in self._params or "ignore_index" in class_params:
+            return None
+        return int(self._params["ignore_index"].value(given_params.get("ignore_index", self._params["ignore_index"].default)))
+
     def _bind(self, arrays, named) -> tuple[dict, dict]:
         inputs = self.loss.inputs
         if len(arrays) > len(inputs):
@@ -311,18 +328,11 @@ class Kernel:
         roles = self.loss.roles
         wrt0 = self.loss.wrt[0]
         row_arrays = {n: self._array(n, bound[n], n in self.loss.wrt) for n in self.loss.inputs if roles[n] == "row"}
-        shape = row_arrays[wrt0].shape
-        if len(shape) != 2:
-            raise InputError(f"array {wrt0!r} is a row-wise input and must be 2-D (rows x classes), got shape {shape}")
+        shape = self._row_shape(row_arrays, wrt0)
         rows, classes = shape
-        for name, array in row_arrays.items():
-            if array.shape != shape:
-                raise InputError(f"array {name!r} has shape {array.shape}, expected {shape} like {wrt0!r}")
         scalar = self.dtype.type
         class_params = set(self.loss.spec.class_params)
-        ignore = None
-        if "ignore_index" in self._params and "ignore_index" not in class_params:
-            ignore = int(self._params["ignore_index"].value(given_params.get("ignore_index", self._params["ignore_index"].default)))
+        ignore = self._ignore_index(given_params, class_params)
         arguments = []
         for name in self.loss.inputs:
             role = roles[name]
