@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
-from sympy.printing.precedence import precedence
+from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pycode import PythonCodePrinter
 
 from . import rowwise
@@ -47,6 +47,9 @@ class Quotient(sp.Function):
     """a / b**n printed as a/b/.../b: neither b**n nor 1/b**n is formed, so 0/tiny**2 stays 0."""
 
     nargs = 3
+    # It prints as a division, so it binds like one: as a power's base or exponent it must be
+    # parenthesized (2**(0.5/p) was printed 2.0**(0.5)/p; found by the long fuzz profile).
+    precedence = PRECEDENCE["Mul"]
 
 
 def protect_divisions(expr: sp.Expr) -> sp.Expr:

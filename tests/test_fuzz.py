@@ -607,6 +607,10 @@ SPECIAL_FUNCTIONS = {
     "logratio": lambda a, b: mpmath.log(a / b),
     "expm1mx": lambda x: mpmath.expm1(x) - x,
     "log1pmx": _log1pmx,
+    # lambdify prints Max/Min as Python's max/min, which return an int argument as it is: then
+    # 1/max(3, y) is Python's float 1/3, not the 1200-bit value this evaluation must give.
+    "max": lambda *args: mpmath.mpf(max(args)),
+    "min": lambda *args: mpmath.mpf(min(args)),
 }
 SYMPY_BITS = 1200  # lossgen's expressions are evaluated at 1200 bits; the reference uses 320
 

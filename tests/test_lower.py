@@ -72,3 +72,22 @@ def test_half_integer_powers_print_as_sqrt_times_multiplications():
     assert printer.doprint(x ** sp.Rational(-3, 2)) == "1.0/(x*math.sqrt(x))"
     assert printer.doprint(x ** sp.Rational(5, 2)) == "((x*x)*math.sqrt(x))"
     assert "**" in printer.doprint(x ** sp.Rational(1, 3))
+
+
+@pytest.mark.parametrize(
+    "text, y, p, expected",
+    [
+        # A division inside a power's exponent or base is parenthesized: 2**(0.5/p) once printed
+        # as 2.0**(0.5)/p (found by the long fuzz profile).
+        ("2 ** (0.5 / p)", 3.0, 2.0, 2.0 ** 0.25),
+        ("p ** (1 / (2*p))", 3.0, 2.0, 2.0 ** 0.25),
+        ("(y / p**2) ** (p / y)", 3.0, 2.0, 0.75 ** (2 / 3)),
+        ("(1/p) ** y", 3.0, 2.0, 0.125),
+    ],
+)
+def test_divisions_inside_powers_keep_their_meaning(text, y, p, expected):
+    import numpy as np
+
+    loss = lg.Loss("power_of_quotient", text, inputs=["y", "p"], wrt="p")
+    got = loss.compile(reduction="none")(np.array([y]), np.array([p])).loss[0]
+    assert got == pytest.approx(expected, rel=1e-15)

@@ -40,11 +40,11 @@ def per_sample(y_arr, p_arr, alpha, gamma, _loss_out, _grad_p_out, _hess_p_out):
         _t20 = _t9 + np.float32(1.0)
         _t21 = (np.float32(1.0) if (_t8 >= np.float32(0.0)) else _t9)
         _t22 = _t12*_t21
-        _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+        _t23 = (_t19/_t14)/_t20 + ((-_t22)/_t14)/_t20
         _t24 = _t11*gamma
         _loss = _t11
         _grad_p = _t17 + _t23*_t24
-        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + np.float32(2.0)*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
+        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + np.float32(2.0)*_t17*_t23*gamma + _t24*(((-_t12*_t19)/_t14/_t14)/_t20 + ((-_t15*_t22)/_t14/_t14)/_t20 + ((-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14)/_t20/_t20 + ((_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14)/_t20/_t20)
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -80,11 +80,11 @@ def reduced(y_arr, p_arr, alpha, gamma, _scale, _partial, _grad_p_out, _hess_p_o
         _t20 = _t9 + np.float32(1.0)
         _t21 = (np.float32(1.0) if (_t8 >= np.float32(0.0)) else _t9)
         _t22 = _t12*_t21
-        _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+        _t23 = (_t19/_t14)/_t20 + ((-_t22)/_t14)/_t20
         _t24 = _t11*gamma
         _loss = _t11
         _grad_p = _t17 + _t23*_t24
-        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + np.float32(2.0)*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
+        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + np.float32(2.0)*_t17*_t23*gamma + _t24*(((-_t12*_t19)/_t14/_t14)/_t20 + ((-_t15*_t22)/_t14/_t14)/_t20 + ((-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14)/_t20/_t20 + ((_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14)/_t20/_t20)
         _sum += np.float64(_loss)
         _grad_p_out[_i] = _grad_p / _scale
         _hess_p_out[_i] = _hess_p / _scale
@@ -121,11 +121,11 @@ def per_sample_weighted(y_arr, p_arr, alpha, gamma, _weight, _loss_out, _grad_p_
         _t20 = _t9 + np.float32(1.0)
         _t21 = (np.float32(1.0) if (_t8 >= np.float32(0.0)) else _t9)
         _t22 = _t12*_t21
-        _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+        _t23 = (_t19/_t14)/_t20 + ((-_t22)/_t14)/_t20
         _t24 = _t11*gamma
         _loss = _t11
         _grad_p = _t17 + _t23*_t24
-        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + np.float32(2.0)*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
+        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + np.float32(2.0)*_t17*_t23*gamma + _t24*(((-_t12*_t19)/_t14/_t14)/_t20 + ((-_t15*_t22)/_t14/_t14)/_t20 + ((-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14)/_t20/_t20 + ((_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14)/_t20/_t20)
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -162,11 +162,11 @@ def reduced_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _partial, _gra
         _t20 = _t9 + np.float32(1.0)
         _t21 = (np.float32(1.0) if (_t8 >= np.float32(0.0)) else _t9)
         _t22 = _t12*_t21
-        _t23 = _t19/_t14/_t20 + (-_t22)/_t14/_t20
+        _t23 = (_t19/_t14)/_t20 + ((-_t22)/_t14)/_t20
         _t24 = _t11*gamma
         _loss = _t11
         _grad_p = _t17 + _t23*_t24
-        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + np.float32(2.0)*_t17*_t23*gamma + _t24*((-_t12*_t19)/_t14/_t14/_t20 + (-_t15*_t22)/_t14/_t14/_t20 + (-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14/_t20/_t20 + (_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14/_t20/_t20)
+        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + np.float32(2.0)*_t17*_t23*gamma + _t24*(((-_t12*_t19)/_t14/_t14)/_t20 + ((-_t15*_t22)/_t14/_t14)/_t20 + ((-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14)/_t20/_t20 + ((_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14)/_t20/_t20)
         _w = _weight[_i]
         _sum += np.float64(_w * _loss)
         _grad_p_out[_i] = _w * _grad_p / _scale
