@@ -56,7 +56,9 @@ def protect_divisions(expr: sp.Expr) -> sp.Expr:
     """Turn products with small negative integer powers into Quotient nodes (kept whole by CSE)."""
 
     def rewrite(node):
-        if not isinstance(node, sp.Mul):
+        # A constant (2/pi) stays a number: the printer writes it as one float, and a Quotient
+        # inside Max or a comparison would make SymPy try to compare it ("not comparable").
+        if not isinstance(node, sp.Mul) or node.is_number:
             return node
         denominators = [f for f in node.args if isinstance(f, sp.Pow) and f.exp.is_Integer and -4 <= f.exp < 0]
         if not denominators:

@@ -91,3 +91,16 @@ def test_divisions_inside_powers_keep_their_meaning(text, y, p, expected):
     loss = lg.Loss("power_of_quotient", text, inputs=["y", "p"], wrt="p")
     got = loss.compile(reduction="none")(np.array([y]), np.array([p])).loss[0]
     assert got == pytest.approx(expected, rel=1e-15)
+
+
+@pytest.mark.parametrize("text", ["Max(y, 2/pi) + p", "p/pi + Min(p, 3/E)*y", "Piecewise((p, p < 2/pi), (p**2/(3*pi), True))"])
+def test_constant_quotients_stay_numbers_inside_max_and_conditions(text):
+    # 2/pi used to become a Quotient node inside Max, and SymPy raised "not comparable" while
+    # lowering (found by the long fuzz profile).
+    import numpy as np
+
+    loss = lg.Loss("constant_quotient", text, inputs=["y", "p"], wrt="p")
+    y, p = np.array([0.1, 3.0]), np.array([0.5, 2.0])
+    got = loss.compile(reduction="none")(y, p).loss
+    exact = [float(loss.expr.subs({loss.symbol("y"): a, loss.symbol("p"): b})) for a, b in zip(y, p)]
+    np.testing.assert_allclose(got, exact, rtol=1e-15)
