@@ -113,7 +113,10 @@ class KernelPrinter(PythonCodePrinter):
         return self.call("sinh", expr.args[0])
 
     def typed(self, value: float) -> str:
-        text = repr(float(value))
+        try:
+            text = repr(float(value))
+        except OverflowError:
+            raise CodegenError(f"the constant {str(value)[:40]}... is beyond the range of float64") from None
         return text if self.dtype == "float64" else f"np.float32({text})"
 
     def _print_Integer(self, expr):

@@ -51,6 +51,12 @@ class FunctionRule:
 
 
 def _lgamma(x):
+    # SymPy folds loggamma of a positive integer n into log((n - 1)!) exactly; beyond n = 171
+    # that factorial does not fit a float64 (and lgamma(1e7) would compute millions of digits;
+    # found by the long fuzz profile).
+    # Half-integers fold likewise (Gamma(n + 1/2) is a ratio of factorials times sqrt(pi)).
+    if x.is_Rational and abs(x) > 171:
+        raise ValueError(f"lgamma of the constant {x} folds to the logarithm of an exact factorial beyond float64; write its value instead")
     return sp.loggamma(x)
 
 

@@ -696,3 +696,20 @@ def test_constants_beyond_float64_are_refused_where_they_arise(text, named):
 
 def test_large_constants_within_float64_are_accepted():
     assert read("p*exp(700)") == P * sp.exp(700)
+
+
+@pytest.mark.parametrize("text", ["lgamma(1e3) + p", "lgamma(2000.5)*p", "lgamma(1e7) + p"])
+def test_lgamma_of_a_large_constant_is_refused_in_one_line(text):
+    # SymPy folds lgamma(1000) into log(999!) exactly: an integer no float64 holds (and lgamma(1e7)
+    # would compute a factorial of millions of digits). Found by the long fuzz profile.
+    message = refusal(text)
+    assert "lgamma of the constant" in message and "write its value" in message
+
+
+def test_lgamma_of_a_moderate_constant_still_works():
+    import math
+
+    import numpy as np
+
+    loss = lg.Loss("l", "p*lgamma(171)", inputs=["y", "p"], wrt="p")
+    assert loss.compile(reduction="none")(np.array([1.0]), np.array([2.0])).loss[0] == pytest.approx(2 * math.lgamma(171), rel=1e-15)
