@@ -1,4 +1,5 @@
-"""Accuracy and speed of lossgen.kmath, the vectorizable exp/expm1/log/log1p/tanh/sinh.
+"""Accuracy and speed of lossgen.kmath, the vectorizable exp/expm1/log/log1p/tanh/sinh (and the
+accuracy of scaled_exp, scaled_expm1 and exp_minus, exp combined with a data value).
 
 Accuracy: for every function and dtype, --points inputs (default 10^6) from the same generator
 the tests use (tests/test_kmath.py: magnitudes log-uniform over the whole domain, both signs,
@@ -91,6 +92,28 @@ def accuracy(name: str, dtype: str, points: int, pool) -> dict:
         "cr_miss": sum(r[2] for r in results) / x.size,
         "max_distance": max(r[3] for r in results),
     }
+
+
+def _binary_chunk(task):
+    """(max error, its index) of one chunk of a two-argument function (see reference.binary_errors)."""
+    name, dtype, z, y, got, offset = task
+    errors = reference.binary_errors(name, dtype, z, y, got)
+    worst = int(np.argmax(errors))
+    return float(errors[worst]), offset + worst
+
+
+def binary_accuracy(name: str, dtype: str, points: int, pool) -> dict:
+    """Worst error of scaled_exp/scaled_expm1/exp_minus over about `points` inputs, in units of
+    1 ulp of the result plus 2^-55 of the larger term (the tests' bound is 1)."""
+    z, y = reference.binary_points(name, dtype, max(1, points // 4), seed=7)
+    specials = reference.BINARY_SPECIAL[name]
+    z = np.concatenate([z, np.array([c[0] for c in specials], dtype=dtype)])
+    y = np.concatenate([y, np.array([c[1] for c in specials], dtype=dtype)])
+    got = reference.evaluate_binary(name, dtype, z, y)
+    chunk = 5000
+    tasks = [(name, dtype, z[i : i + chunk], y[i : i + chunk], got[i : i + chunk], i) for i in range(0, z.size, chunk)]
+    worst, index = max(pool.map(_binary_chunk, tasks), key=lambda r: r[0])
+    return {"points": z.size, "max_error": worst, "z": float(z[index]), "y": float(y[index])}
 
 
 def _exhaustive_kernel(name: str):
@@ -233,6 +256,13 @@ def main() -> None:
                         f"{100 * r['cr_miss']:.3f}% | {r['max_distance']:.0f} |",
                         flush=True,
                     )
+            print("\n## Two-argument functions: error / (1 ulp of the result + 2^-55 of the larger term)\n")
+            print("| function | dtype | points | max error | at (z, y) = |")
+            print("| --- | --- | ---: | ---: | --- |")
+            for name in reference.BINARY_FUNCTIONS:
+                for dtype in DTYPES:
+                    r = binary_accuracy(name, dtype, args.points, pool)
+                    print(f"| {name} | {dtype} | {r['points']:,} | {r['max_error']:.3f} | ({r['z']!r}, {r['y']!r}) |", flush=True)
         print()
 
     if args.exhaustive_float32:

@@ -26,19 +26,16 @@ Equal up to float64 rounding (relative differences of order 1e-16):
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import pickle
 import threading
-import types
-from collections.abc import Mapping
 
 import numpy as np
 
 from .errors import InputError
 from .runtime import Kernel, Result, _divide, compile_kernel
-from .spec import Loss, LossSpec
+from .spec import Loss
 from .transforms import TRANSFORMS, apply_transform
 
 try:
@@ -65,7 +62,7 @@ def evaluate(kernel: Kernel, *arrays, weight=None, **params) -> Result:
     if not isinstance(kernel, Kernel):
         raise InputError(f"evaluate takes a Kernel (from Loss.compile), got {type(kernel).__name__}")
     loss = kernel.loss
-    bound, params = _bind(loss, arrays, params)
+    bound, params = kernel._bind(arrays, params)
     wrt = loss.wrt[0]
     dask_arrays = {name: _as_dask(name, value) for name, value in bound.items()}
     weight = None if weight is None else _as_dask("weight", weight)
@@ -76,21 +73,20 @@ def evaluate(kernel: Kernel, *arrays, weight=None, **params) -> Result:
         aligned, weight, out_index, indices = _align_samples(loss, dask_arrays, weight)
         count = aligned[wrt].size
     _probe(kernel, loss, aligned, weight, params)
-    recipe = _Recipe.of(loss)
 
     # The divisor of the means: the count, known now, or a lazy 0-d sum of weights or normalizers.
     scale, lazy_scale = (None if kernel.reduction == "none" else 1.0), None
     if kernel.reduction in ("mean", "weighted_mean"):
         use_weight = kernel.reduction == "weighted_mean" and weight is not None
         if loss.rowwise and loss.spec.normalizer is not None:
-            lazy_scale = _normalizer_total(kernel, recipe, aligned, weight if use_weight else None, params, indices)
+            lazy_scale = _normalizer_total(kernel, aligned, weight if use_weight else None, params, indices)
         elif use_weight:
             # As the kernel does: the weight in the kernel's dtype, summed in float64.
             lazy_scale = weight.astype(kernel.dtype).sum(dtype=np.float64)
         else:
             scale = float(count)
 
-    task = _ChunkTask(recipe, kernel, params, weight is not None, lazy_scale is not None, scale)
+    task = _ChunkTask(kernel, params, weight is not None, lazy_scale is not None, scale)
     arguments = []
     for name in loss.inputs:
         arguments += [aligned[name], indices[name]]
@@ -136,26 +132,6 @@ def evaluate(kernel: Kernel, *arrays, weight=None, **params) -> Result:
 
 
 # --- binding, alignment and eager checks -----------------------------------------------------
-
-
-def _bind(loss, arrays, named):
-    """(arrays by input name, params): the kernel's binding rules, with its messages."""
-    inputs = loss.inputs
-    if len(arrays) > len(inputs):
-        raise InputError(f"{loss.name} takes {len(inputs)} arrays ({', '.join(inputs)}), got {len(arrays)}")
-    bound = dict(zip(inputs, arrays))
-    params = {}
-    for key, value in named.items():
-        if key in inputs:
-            if key in bound:
-                raise InputError(f"array {key!r} given both by position and by name")
-            bound[key] = value
-        else:
-            params[key] = value  # names and values are the kernel's to check (see _probe)
-    missing = [n for n in inputs if n not in bound]
-    if missing:
-        raise InputError(f"missing array {missing[0]!r} ({loss.name} takes {', '.join(inputs)})")
-    return bound, params
 
 
 def _as_dask(name: str, value):
@@ -228,47 +204,28 @@ def _meta(ndim: int, dtype):
 # --- what runs in the workers ---------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _Recipe:
-    """A picklable description of a Loss (a LossSpec holds mapping proxies, which do not pickle)."""
-
-    fields: dict
-    token: str
-
-    @classmethod
-    def of(cls, loss: Loss) -> "_Recipe":
-        fields = {}
-        for f in dataclasses.fields(LossSpec):
-            value = getattr(loss.spec, f.name)
-            fields[f.name] = dict(value) if isinstance(value, Mapping) else value
-        return cls(fields, hashlib.sha256(pickle.dumps(fields)).hexdigest())
-
-    def loss(self) -> Loss:
-        """The Loss again (its kernels have the same cache key, so a worker loads them from disk)."""
-        values = {k: types.MappingProxyType(dict(v)) if isinstance(v, dict) else v for k, v in self.fields.items()}
-        return Loss.from_spec(LossSpec(**values))
-
-
-# Kernels this process has built from recipes: a worker compiles (or loads) each one once.
+# Kernels this process has built for tasks: a worker compiles (or loads) each one once.
 _KERNELS: dict = {}
 _KERNELS_LOCK = threading.Lock()
 
 
-def _kernel_from(recipe: _Recipe, target: str, dtype: str, reduction: str) -> Kernel:
-    key = (recipe.token, target, dtype, reduction)
+def _kernel_from(loss: Loss, token: str, target: str, dtype: str, reduction: str) -> Kernel:
+    key = (token, target, dtype, reduction)
     with _KERNELS_LOCK:
         kernel = _KERNELS.get(key)
         if kernel is None:
-            kernel = _KERNELS[key] = compile_kernel(recipe.loss(), target, dtype, reduction)
+            kernel = _KERNELS[key] = compile_kernel(loss, target, dtype, reduction)
     return kernel
 
 
 class _KernelTask:
-    """A picklable callable holding a kernel: the kernel itself in this process, rebuilt from
-    the recipe (and the on-disk cache) in another, since compiled modules do not pickle."""
+    """A picklable callable holding a kernel: the kernel itself in this process; in another, the
+    Loss travels (it pickles as its spec) and the kernel is rebuilt from the on-disk cache, since
+    compiled modules do not pickle. The token names the loss in the worker's kernel table."""
 
-    def __init__(self, recipe: _Recipe, kernel: Kernel):
-        self.recipe, self.target, self.dtype, self.reduction = recipe, kernel.target, str(kernel.dtype), kernel.reduction
+    def __init__(self, kernel: Kernel):
+        self.loss, self.target, self.dtype, self.reduction = kernel.loss, kernel.target, str(kernel.dtype), kernel.reduction
+        self.token = hashlib.sha256(pickle.dumps(kernel.loss.spec)).hexdigest()
         self._kernel = kernel
 
     def __getstate__(self):
@@ -278,7 +235,7 @@ class _KernelTask:
 
     def kernel(self) -> Kernel:
         if self._kernel is None:
-            self._kernel = _kernel_from(self.recipe, self.target, self.dtype, self.reduction)
+            self._kernel = _kernel_from(self.loss, self.token, self.target, self.dtype, self.reduction)
         return self._kernel
 
 
@@ -286,8 +243,8 @@ class _ChunkTask(_KernelTask):
     """One chunk: (loss, grads, hesses), where loss is the per-sample array for "none" and the
     chunk's float64 sum otherwise, with the gradient and Hessian divided by the global scale."""
 
-    def __init__(self, recipe, kernel, params, weighted, lazy_scale, scale):
-        super().__init__(recipe, kernel)
+    def __init__(self, kernel, params, weighted, lazy_scale, scale):
+        super().__init__(kernel)
         self.params, self.weighted, self.lazy_scale, self.scale = dict(params), weighted, lazy_scale, scale
 
     def __call__(self, *blocks):
@@ -369,8 +326,8 @@ def _row_arguments(kernel: Kernel, bound: dict, given: dict) -> list:
 class _NormalizerTask(_KernelTask):
     """One chunk's sum of a row-wise loss's normalizers (what its "mean" divides by)."""
 
-    def __init__(self, recipe, kernel, params, weighted):
-        super().__init__(recipe, kernel)
+    def __init__(self, kernel, params, weighted):
+        super().__init__(kernel)
         self.params, self.weighted = dict(params), weighted
 
     def __call__(self, *blocks):
@@ -385,9 +342,9 @@ class _NormalizerTask(_KernelTask):
         return np.full((1,), np.sum(norms), np.float64)
 
 
-def _normalizer_total(kernel, recipe, aligned, weight, params, indices):
+def _normalizer_total(kernel, aligned, weight, params, indices):
     """A lazy 0-d float64: the sum over all rows of the normalizer (times the weight)."""
-    task = _NormalizerTask(recipe, kernel, params, weight is not None)
+    task = _NormalizerTask(kernel, params, weight is not None)
     arguments = []
     for name in kernel.loss.inputs:
         arguments += [aligned[name], indices[name]]

@@ -1,4 +1,6 @@
-"""Vectorizable exp, expm1, log, log1p, tanh and sinh for numba kernels, float64 and float32.
+"""Vectorizable exp, expm1, log, log1p, tanh and sinh for numba kernels, float64 and float32, and
+exp combined with a data value: scaled_exp(z, y) = y*exp(z), scaled_expm1(z, y) = y*exp(z) - 1
+and exp_minus(z, y) = exp(z) - y.
 
 Numba lowers math.exp, math.log1p, ... to scalar libm calls, and a loop that calls a function
 cannot be vectorized: kernels spent most of their time in libm, at 8-13x (float64) and 16-24x
@@ -42,6 +44,14 @@ sinh
     t = expm1(|x|) kept as v 2^k, so that sinh is finite up to 710.4758 although e^x overflows at
     709.7827: 2 sinh = t + t/(t + 1) = 2^k (v + 2^-k v/(v + 2^-k)), the division again with its
     FMA remainder.
+
+scaled_exp, scaled_expm1, exp_minus
+    exp(z) as a double-double (value + low) 2^k (about 2^-57 relative) and y = m 2^j read off
+    its bits: y*exp(z) = (m value + m low) 2^(k + j) with the product exact by FMA, so it is
+    finite wherever the result is, although exp(z) alone overflows; the subtraction of 1 or of
+    y is done at the common scale, where it is exact near cancellation (Sterbenz). Error: 1 ulp
+    of the result plus 2^-55 of the larger term, against the 2^-53 |z| that the forms through
+    z + log(y) had. One range reduction, which LLVM shares with an exp of the same z.
 
 float32
 -------
@@ -419,6 +429,118 @@ _LS2 = 0.29873073329132993
 _LN2 = 0.6931471805599453
 
 
+# ---------------------------------------------------------------------------------------------
+# exp combined with a data value: y*exp(z), y*exp(z) - 1 and exp(z) - y
+#
+# A formula like y*exp(z) needs exp(z + log(y)) where exp(z) alone overflows, and exp(z) - y
+# needs y*expm1(z - log(y)) where exp(z) is near y; written as selects, every sample paid for the
+# log, a second exp and the expm1. Here exp(z) comes as a double-double (value + low) 2^k and
+# y as m 2^j, so one exp's range reduction serves all three and the near-cancelling
+# subtraction is exact (Sterbenz), leaving exp's own 2^-57 error: better than the log forms,
+# whose z - log(y) rounds by 2^-53 |z|. kmath's exp and these share _expm1_reduced_f64 of the
+# same z, which LLVM computes once after inlining.
+
+# |z| beyond which y*exp(z) is 0 or inf for every finite nonzero y (|log y| < 745).
+_EXP_DATA_LIMIT = 2300.0
+_EXP_FIELD_CLEAR = ~(0x7FF << _MANTISSA_BITS)  # clears the exponent, keeps sign and mantissa
+_ONE_EXPONENT = _EXP_BIAS << _MANTISSA_BITS
+_LARGEST_FINITE = float.fromhex("0x1.fffffffffffffp1023")
+
+
+@_kernel
+def _exp_parts_f64(z):
+    """(k, value, low): exp(z) = (value + low) 2^k to about 2^-57 relative, value in
+    [0.7, 1.42], for |z| <= _EXP_DATA_LIMIT (larger |z| is clamped; NaN stays NaN)."""
+    z = _select(z > _EXP_DATA_LIMIT, _EXP_DATA_LIMIT, z)
+    z = _select(z < -_EXP_DATA_LIMIT, -_EXP_DATA_LIMIT, z)
+    k, r, w = _expm1_reduced_f64(z)
+    value, low = _add_to_reduced_f64(1.0, 0.0, r, w)
+    return k, value, low
+
+
+@_kernel
+def _split_f64(y):
+    """(m, j) with y = m 2^j exactly and 1 <= |m| < 2, for finite nonzero y, subnormals included
+    (m and j are meaningless for 0, inf and NaN: callers select those apart)."""
+    subnormal = abs(y) < _SMALLEST_NORMAL
+    ys = _select(subnormal, y * _TWO_POW_54, y)
+    bits = _f64_bits(ys)
+    j = ((bits >> _MANTISSA_BITS) & 0x7FF) - _EXP_BIAS - _select(subnormal, 54, 0)
+    return _bits_f64((bits & _EXP_FIELD_CLEAR) | _ONE_EXPONENT), j
+
+
+@_kernel
+def _clamp_int(k, bound):
+    return _select(k > bound, bound, _select(k < -bound, -bound, k))
+
+
+@_kernel
+def _scaled_exp_parts_f64(z, y):
+    """(t, high, low) with y exp(z) = (high + low) 2^t, high + low exact to about 2^-57 relative
+    (an exact product by FMA), for finite nonzero y."""
+    k, value, low = _exp_parts_f64(z)
+    m, j = _split_f64(y)
+    high = m * value
+    return k + j, high, _fma(m, value, -high) + m * low
+
+
+@_kernel
+def _data_special(z, y):
+    """y exp(z) for y = +-inf or NaN, as IEEE's product gives it: +-inf, NaN where z = -inf or NaN."""
+    return y * _select(z > -np.inf, 1.0, 0.0)
+
+
+@_kernel
+def scaled_exp_f64(z, y):
+    """y*exp(z) for float64 within 1 ulp, finite wherever the product is, even where exp(z) alone
+    overflows or underflows (z = 800, y = 1e-300); IEEE's y*exp(z) at y = 0, +-inf, NaN."""
+    z = np.float64(z)
+    y = np.float64(y)
+    t, high, low = _scaled_exp_parts_f64(z, y)
+    result = _scale_f64(high + low, _clamp_int(t, 1100))
+    result = _select(y == 0.0, y * _select(z == np.inf, np.inf, 1.0), result)
+    result = _select(abs(y) <= _LARGEST_FINITE, result, _data_special(z, y))
+    return _select(z != z, z, result)
+
+
+@_kernel
+def scaled_expm1_f64(z, y):
+    """y*exp(z) - 1 for float64 within 1 ulp plus 2^-55 of max(y*exp(z), 1): exact enough where the
+    product is near 1 (the Gamma and Tweedie gradients at their optimum), and finite wherever
+    exp(z) alone overflows but the product does not."""
+    z = np.float64(z)
+    y = np.float64(y)
+    t, high, low = _scaled_exp_parts_f64(z, y)
+    # Within 2^+-60 the subtraction is done at scale 2^t, where high - 2^-t is exact near 1;
+    # beyond, the product is below half an ulp of 1 (result -1) or 1 is below half an ulp of it.
+    near_t = _clamp_int(t, 60)
+    near = ((high - _pow2_f64(-near_t)) + low) * _pow2_f64(near_t)
+    result = _select(t > 60, _scale_f64(high + low, _clamp_int(t, 1100)), _select(t < -60, -1.0, near))
+    result = _select(y == 0.0, y * _select(z == np.inf, np.inf, 1.0) - 1.0, result)
+    result = _select(abs(y) <= _LARGEST_FINITE, result, _data_special(z, y))
+    return _select(z != z, z, result)
+
+
+@_kernel
+def exp_minus_f64(z, y):
+    """exp(z) - y for float64 within 1 ulp plus 2^-55 of max(exp(z), |y|), so exact enough where
+    exp(z) is near y (the Poisson gradient at its optimum); exp(z) alone where y is negligible,
+    -y where exp(z) is."""
+    z = np.float64(z)
+    y = np.float64(y)
+    k, value, low = _exp_parts_f64(z)
+    m, j = _split_f64(y)
+    gap = j - k  # y / exp(z) is within a factor 3 of 2^gap
+    near_gap = _clamp_int(gap, 60)
+    near = _scale_f64((value - m * _pow2_f64(near_gap)) + low, _clamp_int(k, 1100))
+    exp_alone = _scale_f64(value + low, _clamp_int(k, 1100))
+    # k < -1100: exp(z) < 2^-1099 is under half the smallest subnormal, so the result rounds to -y.
+    result = _select((gap > 60) | (k < -1100), -y, _select(gap < -60, exp_alone, near))
+    result = _select(y == 0.0, exp_alone, result)
+    result = _select(abs(y) <= _LARGEST_FINITE, result, _select(z == np.inf, np.inf, 0.0) - y)
+    return _select(z != z, z, result)
+
+
 @_kernel
 def _expm1_reduced_wide(x):
     """(k, u) with x = k ln2 + r and u = expm1(r) to 2^-30 relative, for a float64 |x| <= 300."""
@@ -530,8 +652,26 @@ def sinh_f32(x):
     return _select(x == 0.0, x, np.float32(_copysign_f64(result, np.float64(x))))
 
 
+@_kernel
+def scaled_exp_f32(z, y):
+    """y*exp(z) for float32: the float64 function rounded once (float32's range needs no clamp)."""
+    return np.float32(scaled_exp_f64(np.float64(np.float32(z)), np.float64(np.float32(y))))
+
+
+@_kernel
+def scaled_expm1_f32(z, y):
+    """y*exp(z) - 1 for float32: the float64 function rounded once."""
+    return np.float32(scaled_expm1_f64(np.float64(np.float32(z)), np.float64(np.float32(y))))
+
+
+@_kernel
+def exp_minus_f32(z, y):
+    """exp(z) - y for float32: the float64 function rounded once."""
+    return np.float32(exp_minus_f64(np.float64(np.float32(z)), np.float64(np.float32(y))))
+
+
 KERNEL_MATH: dict[tuple[str, str], str] = {
     (name, dtype): f"{name}_{suffix}"
-    for name in ("exp", "expm1", "log", "log1p", "tanh", "sinh")
+    for name in ("exp", "expm1", "log", "log1p", "tanh", "sinh", "scaled_exp", "scaled_expm1", "exp_minus")
     for dtype, suffix in (("float64", "f64"), ("float32", "f32"))
 }

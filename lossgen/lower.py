@@ -20,7 +20,7 @@ from sympy.printing.pycode import PythonCodePrinter
 from . import rowwise
 from .errors import CodegenError
 from .functions import CUSTOM_FUNCTIONS
-from .stabilize import exp_exact, expand_for_code, expm1_exact
+from .stabilize import exp_exact, exp_shared, expand_for_code, expm1_exact, kept_for_library
 
 DTYPES = ("float32", "float64")
 # x**n with n up to this is printed as n-1 multiplications (CSE has already shared repeated bases).
@@ -29,7 +29,7 @@ MAX_UNROLLED_POWER = 8
 # Functions a formula may contain once lowered; anything else is refused before printing.
 SUPPORTED_FUNCTIONS = (
     sp.exp, sp.log, log1p, expm1, sp.Abs, sp.sign, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sinh, sp.cosh,
-    sp.erf, sp.erfc, sp.loggamma, sp.Max, sp.Min, sp.Piecewise, sp.sech, exp_exact, expm1_exact,
+    sp.erf, sp.erfc, sp.loggamma, sp.Max, sp.Min, sp.Piecewise, sp.sech, exp_exact, exp_shared, expm1_exact,
 ) + CUSTOM_FUNCTIONS + rowwise.AGGREGATES + (rowwise.OneHot,)
 
 
@@ -100,17 +100,26 @@ class KernelPrinter(PythonCodePrinter):
             self.used_math.add(function)
         return f"{function}({', '.join(self._print(a) for a in args)})"
 
+    def function(self, name: str, expr) -> str:
+        """A math function of expr's arguments; of constants, its value (log(2) is a number, not a
+        call per element that LLVM may or may not fold)."""
+        if expr.is_number:
+            value = expr.evalf(30)
+            if value.is_real and value.is_finite:
+                return self.typed(float(value))
+        return self.call(name, *expr.args)
+
     def _print_exp(self, expr):
-        return self.call("exp", expr.args[0])
+        return self.function("exp", expr)
 
     def _print_log(self, expr):
-        return self.call("log", *expr.args)
+        return self.function("log", expr)
 
     def _print_tanh(self, expr):
-        return self.call("tanh", expr.args[0])
+        return self.function("tanh", expr)
 
     def _print_sinh(self, expr):
-        return self.call("sinh", expr.args[0])
+        return self.function("sinh", expr)
 
     def typed(self, value: float) -> str:
         try:
@@ -187,10 +196,22 @@ class KernelPrinter(PythonCodePrinter):
         return code + f"/{divisor}" * int(count)
 
     def _print_exp_exact(self, expr):
-        return self.call("exp", expr.args[0])
+        return self.function("exp", expr)
+
+    _print_exp_shared = _print_exp_exact
+
+    # Printed only where the target's math library has them (expand_for_code keeps them then).
+    def _print_scaled_exp(self, expr):
+        return self.function("scaled_exp", expr)
+
+    def _print_scaled_expm1(self, expr):
+        return self.function("scaled_expm1", expr)
+
+    def _print_exp_minus(self, expr):
+        return self.function("exp_minus", expr)
 
     def _print_expm1_exact(self, expr):
-        return self.call("expm1", expr.args[0])
+        return self.function("expm1", expr)
 
     def _print_sign(self, expr):
         # numba's CUDA target has no np.sign: a target's library may name its own.
@@ -205,10 +226,10 @@ class KernelPrinter(PythonCodePrinter):
         return f"math.lgamma({self._print(expr.args[0])})"
 
     def _print_log1p(self, expr):
-        return self.call("log1p", expr.args[0])
+        return self.function("log1p", expr)
 
     def _print_expm1(self, expr):
-        return self.call("expm1", expr.args[0])
+        return self.function("expm1", expr)
 
     def _print_Max(self, expr):
         return self._nested("max", expr.args)
@@ -271,7 +292,8 @@ def lower(loss, dtype: str, math_library: Mapping[str, str] | None = None) -> Lo
     problem = next((m for m in map(check_supported, outputs) if m), None)
     if problem:
         raise CodegenError(f"{loss.name}: {problem}")
-    code_exprs = [protect_divisions(expand_for_code(e, dtype)) for e in outputs]
+    keep = kept_for_library(outputs, math_library or {})
+    code_exprs = [protect_divisions(expand_for_code(e, dtype, keep)) for e in outputs]
     temporaries, reduced = _cse(code_exprs, "_t")
     printer = KernelPrinter(dtype, math_library)
     printed_temps = tuple((sym.name, printer.doprint(value)) for sym, value in temporaries)
@@ -358,7 +380,8 @@ def lower_rows(loss, dtype: str, math_library: Mapping[str, str] | None = None) 
     problem = next((m for m in map(check_supported, outputs) if m), None)
     if problem:
         raise CodegenError(f"{loss.name}: {problem}")
-    code = [protect_divisions(expand_for_code(e, dtype)) for e in outputs]
+    keep = kept_for_library(outputs, math_library or {})
+    code = [protect_divisions(expand_for_code(e, dtype, keep)) for e in outputs]
     aggregates = rowwise.all_aggregates(code)
     names = {a: sp.Symbol(f"_A{i}", real=True) for i, a in enumerate(aggregates)}
     printer = KernelPrinter(dtype, math_library)

@@ -134,7 +134,11 @@ GENERATED_CODE_NAMES = frozenset(
      "block_sum", "per_sample", "reduced", "rows", "normalizers", "per_row", "reduced_rows"}
     # lossgen.kmath's functions (exp_f64, log1p_f32, ...) and the CUDA kernels' sign_f32/f64,
     # spelled out so that parsing does not import numba; tests/test_parse.py checks them.
-    | {f"{name}_{suffix}" for name in ("exp", "expm1", "log", "log1p", "tanh", "sinh", "sign") for suffix in ("f64", "f32")}
+    | {
+        f"{name}_{suffix}"
+        for name in ("exp", "expm1", "log", "log1p", "tanh", "sinh", "scaled_exp", "scaled_expm1", "exp_minus", "sign")
+        for suffix in ("f64", "f32")
+    }
 )
 # Names that SymPy's lambdify prints into the reference evaluators (verify, convexity): an
 # argument of the same name would shadow the function the evaluator calls.

@@ -494,16 +494,39 @@ def _logaddexp_code(a, b):
 
 
 def _logcosh_code(x):
-    # Near 0, |x| - log(2) + log1p(...) cancels; log1p(2*sinh(x/2)**2) is exact there, and for
-    # |x| >= 1 the first form has no cancellation and cannot overflow.
-    small = log1p(2 * sp.sinh(x / 2) ** 2)
-    large = sp.Abs(x) + log1p(sp.exp(-2 * sp.Abs(x))) - sp.log(2)
-    return sp.Piecewise((small, sp.Abs(x) < 1), (large, True))
+    # One exp(-|x|), one expm1(-|x|) and one log1p for the loss, and CSE shares the first two with
+    # tanh and sech (the gradient and Hessian): kmath's exp and expm1 share their range reduction,
+    # so after inlining LLVM computes it once. Near 0, |x| - log(2) + log1p(e**2) cancels, so
+    # there log cosh x = log1p(cosh(x) - 1) = log1p(m**2/(2e)), exact from m = expm1(-|x|);
+    # for |x| >= 1 the first form has no cancellation and cannot overflow. Selecting log1p's
+    # argument rather than its result computes one log1p, not two.
+    a = sp.Abs(x)
+    e, m = exp_shared(-a), expm1(-a)
+    small = a < 1
+    shift = sp.Piecewise((0, small), (a - sp.log(2), True))
+    return shift + log1p(sp.Piecewise((m**2 / (2 * e), small), (e**2, True)))
+
+
+def _tanh_code(x):
+    # tanh|x| = (1 - e**2)/(1 + e**2) with 1 - e**2 = -m*(2 + m) exact from m = expm1(-|x|): no
+    # cancellation near 0, saturates to 1 without overflow, and shares e and m with logcosh.
+    a = sp.Abs(x)
+    e, m = exp_shared(-a), expm1(-a)
+    return sp.sign(x) * (-m * (2 + m)) / (1 + e**2)
 
 
 def _sech_code(x):
-    e = sp.exp(-sp.Abs(x))
+    # exp_shared keeps e**2 a square of the one exp(-|x|) (SymPy would fold it into exp(-2|x|),
+    # a second call); e itself, not 1 + m, since 1 + m loses e's relative accuracy for large |x|.
+    e = exp_shared(-sp.Abs(x))
     return 2 * e / (1 + e**2)
+
+
+class exp_shared(sp.Function):
+    """Print-only exp that SymPy keeps apart: exp_shared(x)**2 stays the square of one call that
+    CSE shares (SymPy folds exp(x)**2 into exp(2*x), a second call)."""
+
+    nargs = 1
 
 
 class exp_exact(sp.Function):
@@ -604,6 +627,7 @@ EXPANSIONS: dict[type, Callable[..., sp.Expr]] = {
     logsigmoid: _logsigmoid_code,
     logaddexp: _logaddexp_code,
     logcosh: _logcosh_code,
+    sp.tanh: _tanh_code,
     sp.sech: _sech_code,
 }
 
@@ -611,7 +635,29 @@ EXPANSIONS: dict[type, Callable[..., sp.Expr]] = {
 LOG_MAX_BY_DTYPE = {"float64": sp.Rational(700), "float32": sp.Rational(85)}
 
 
-def expand_for_code(expr: sp.Expr, dtype: str = "float64") -> sp.Expr:
-    """Replace lossgen's functions (and sech) by their stable primitive forms for printing."""
-    expanded = expr.replace(lambda e: type(e) in EXPANSIONS, lambda e: EXPANSIONS[type(e)](*e.args))
+# lossgen functions a target's math library may compute itself (kmath does, on the CPU): where
+# it does, they are printed as calls instead of their forms above.
+LIBRARY_FUNCTIONS = (scaled_exp, scaled_expm1, exp_minus)
+
+
+def kept_for_library(exprs, library) -> frozenset[str]:
+    """Names of the functions that expand_for_code should leave to the target for `exprs`: those
+    of LIBRARY_FUNCTIONS that `library` has, and tanh, unless a logcosh of the same argument is
+    present (then tanh's form shares its exp and expm1 with logcosh's: cheaper than a call)."""
+    keep = {f.__name__ for f in LIBRARY_FUNCTIONS if f.__name__ in library}
+    logcosh_args = {f.args[0] for e in exprs for f in e.atoms(logcosh)}
+    if not any(t.args[0] in logcosh_args for e in exprs for t in e.atoms(sp.tanh)):
+        keep.add("tanh")
+    return frozenset(keep)
+
+
+def expand_for_code(expr: sp.Expr, dtype: str = "float64", keep=()) -> sp.Expr:
+    """Replace lossgen's functions (and sech, tanh) by their stable primitive forms for printing,
+    except those named in `keep` (see kept_for_library)."""
+    keep = frozenset(keep)
+
+    def expands(e):
+        return type(e) in EXPANSIONS and getattr(type(e), "__name__", "") not in keep
+
+    expanded = expr.replace(expands, lambda e: EXPANSIONS[type(e)](*e.args))
     return expanded.xreplace({LOG_MAX: LOG_MAX_BY_DTYPE[dtype]})

@@ -321,7 +321,8 @@ def test_agrees_with_libm_on_random_points(name, dtype):
 
 
 def test_registry_names_every_function_and_dtype():
-    assert set(kmath.KERNEL_MATH) == {(name, dtype) for name in FUNCTIONS for dtype in DTYPES}
+    names = FUNCTIONS + BINARY_FUNCTIONS
+    assert set(kmath.KERNEL_MATH) == {(name, dtype) for name in names for dtype in DTYPES}
     for (name, dtype), attribute in kmath.KERNEL_MATH.items():
         assert attribute == f"{name}_{'f64' if dtype == 'float64' else 'f32'}"
         assert getattr(kmath, attribute).py_func.__doc__
@@ -404,3 +405,176 @@ def test_the_prange_loop_is_vectorized(name, dtype):
         # And the machine code is made of packed AVX instructions on full 256-bit registers.
         packed = re.findall(r"\bv\w+p[sd]\s[^\n]*%ymm", apply.inspect_asm(signature))
         assert len(packed) >= 20, len(packed)
+
+
+# ---------------------------------------------------------------------------------------------
+# exp combined with a data value: scaled_exp(z, y) = y*exp(z), scaled_expm1(z, y) = y*exp(z) - 1,
+# exp_minus(z, y) = exp(z) - y
+
+BINARY_FUNCTIONS = ("scaled_exp", "scaled_expm1", "exp_minus")
+# (exact value, the larger of the two terms it is the sum or difference of) at mpf arguments.
+BINARY_EXACT = {
+    "scaled_exp": lambda z, y: (y * mpmath.exp(z), abs(y * mpmath.exp(z))),
+    "scaled_expm1": lambda z, y: (y * mpmath.exp(z) - 1, max(abs(y * mpmath.exp(z)), 1)),
+    "exp_minus": lambda z, y: (mpmath.exp(z) - y, max(mpmath.exp(z), abs(y))),
+}
+# Where y*exp(z) or exp(z) cancels against 1 or y, a float64 exp with 2^-53 relative error would
+# leave nothing: these functions carry exp as a double-double (about 2^-57). The bound: 1 ulp of the
+# result plus 2^-55 of the larger term (cancellation makes the second count).
+CANCELLATION_SHARE = 2.0**-55
+
+
+@functools.cache
+def binary_mapper(name: str, dtype: str):
+    """A parallel loop out[i] = f(z[i], y[i]), compiled like a lossgen kernel."""
+    function = getattr(kmath, kmath.KERNEL_MATH[(name, dtype)])
+
+    @njit(parallel=True, fastmath={"contract", "nsz"}, error_model="numpy")
+    def apply(z, y, out):
+        for i in prange(z.shape[0]):
+            out[i] = function(z[i], y[i])
+
+    return apply
+
+
+def evaluate_binary(name: str, dtype: str, z, y) -> np.ndarray:
+    z = np.ascontiguousarray(z, dtype=dtype)
+    y = np.ascontiguousarray(y, dtype=dtype)
+    out = np.empty_like(z)
+    binary_mapper(name, dtype)(z, y, out)
+    return out
+
+
+def binary_points(name: str, dtype: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(z, y): spread over the ranges where the result is finite and nonzero, near the overflow
+    and underflow edges, with subnormal y, and near cancellation (y*exp(z) or exp(z)/y within
+    1e-12 to 1e-2 of 1), where the double-double matters."""
+    rng = np.random.default_rng(seed)
+    finfo = np.finfo(dtype)
+    log_tiny, log_huge = math.log(float(finfo.smallest_subnormal)), math.log(float(finfo.max))
+    zs, ys = [], []
+    # Spread: |log y| over the whole range, z such that log(result) stays within the range.
+    log_y = rng.uniform(log_tiny, log_huge, n)
+    z = rng.uniform(log_tiny, log_huge, n) - (log_y if name != "exp_minus" else 0.0)
+    zs.append(z)
+    ys.append(np.exp(log_y) * (1.0 if name == "exp_minus" else rng.choice([-1.0, 1.0], n)))
+    # Moderate values, where training data lives.
+    zs.append(rng.normal(0.0, 5.0, n))
+    ys.append(rng.uniform(0.0, 10.0, n))
+    # Near cancellation: the terms agree to a relative gap of 1e-12 .. 1e-2.
+    gap = np.exp(rng.uniform(math.log(1e-12), math.log(1e-2), n)) * rng.choice([-1.0, 1.0], n)
+    z = rng.uniform(-40.0 if dtype == "float64" else -15.0, 40.0 if dtype == "float64" else 15.0, n)
+    zs.append(z)
+    ys.append(np.exp(z) * (1 + gap) if name == "exp_minus" else np.exp(-z) * (1 + gap))
+    # Edges: results near overflow and underflow, exp(z) alone out of range.
+    edge = rng.uniform(log_huge - 2.0, log_huge + 0.1, n // 4)
+    zs += [edge, -edge - 30.0, edge + 40.0]
+    ys += [np.ones(n // 4), np.full(n // 4, math.exp(29.0)), np.full(n // 4, math.exp(-40.5))]
+    z, y = np.concatenate(zs).astype(dtype), np.concatenate(ys).astype(dtype)
+    keep = np.isfinite(z) & np.isfinite(y)
+    return z[keep], y[keep]
+
+
+def binary_errors(name: str, dtype: str, z: np.ndarray, y: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """|got - exact| / (1 ulp of the exact result + CANCELLATION_SHARE of the larger term), where
+    the exact result rounds to a finite nonzero number; a wrong infinity or zero counts as inf."""
+    precision, emin, emax = FORMATS[dtype]
+    errors = np.zeros(z.size)
+    with mpmath.workprec(REFERENCE_BITS + 64):
+        for i, (zi, yi, result) in enumerate(zip(z.tolist(), y.tolist(), got.tolist())):
+            value, larger = BINARY_EXACT[name](mpmath.mpf(zi), mpmath.mpf(yi))
+            rounded = correctly_rounded(value, dtype)
+            if not math.isfinite(rounded) or rounded == 0.0 or value == 0:
+                errors[i] = 0.0 if rounded == result or (value != 0 and abs(result) <= 2.0**emin) else math.inf
+                continue
+            if not math.isfinite(result):
+                errors[i] = math.inf
+                continue
+            _, exponent = mpmath.frexp(value)
+            ulp = mpmath.ldexp(1, max(exponent - 1, emin) - (precision - 1))
+            errors[i] = float(abs(mpmath.mpf(result) - value) / (ulp + CANCELLATION_SHARE * larger))
+    return errors
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", BINARY_FUNCTIONS)
+def test_binary_accuracy_against_mpmath(name, dtype):
+    z, y = binary_points(name, dtype, 800)
+    errors = binary_errors(name, dtype, z, y, evaluate_binary(name, dtype, z, y))
+    worst = int(np.argmax(errors))
+    assert errors[worst] <= 1.0, f"{name}_{dtype}({float(z[worst])!r}, {float(y[worst])!r}): error {errors[worst]:.3f}"
+
+
+def test_cancellation_is_resolved_beyond_a_plain_exp():
+    """exp(z) - y where y is exp(z) to 1e-12: a plain float64 exp leaves ~1e-4 relative error in
+    the difference; kmath's is within 2^-55/1e-12 = 3e-5, several times less."""
+    z = np.linspace(-30.0, 30.0, 201)
+    y = np.exp(z) * (1 + 1e-12)
+    got = evaluate_binary("exp_minus", "float64", z, y)
+    with mpmath.workprec(300):
+        exact = [mpmath.exp(mpmath.mpf(a)) - mpmath.mpf(b) for a, b in zip(z.tolist(), y.tolist())]
+    relative = max(float(abs((mpmath.mpf(g) - e) / e)) for g, e in zip(got.tolist(), exact))
+    plain = max(float(abs((mpmath.mpf(float(np.exp(a) - b)) - e) / e)) for a, b, e in zip(z, y, exact))
+    assert relative < 2.0**-55 / 1e-12 and 5 * relative < plain
+
+
+BINARY_SPECIAL = {
+    # (z, y, expected) for float64 and float32 alike: IEEE's value of the formula where it is
+    # defined, the mathematical limit where exp(z) alone would overflow or underflow.
+    "scaled_exp": [
+        (0.0, 0.0, 0.0), (0.0, -0.0, -0.0), (INF, 0.0, NAN), (-INF, 0.0, 0.0), (NAN, 1.0, NAN), (1.0, NAN, NAN),
+        (INF, 1.0, INF), (-INF, 1.0, 0.0), (0.0, INF, INF), (-INF, INF, NAN), (5.0, -INF, -INF), (0.0, 1.0, 1.0),
+        (1e30, 1e-30, INF), (-1e30, 1e30, 0.0),
+    ],
+    "scaled_expm1": [
+        (0.0, 0.0, -1.0), (INF, 0.0, NAN), (-INF, 1.0, -1.0), (INF, 1.0, INF), (NAN, 1.0, NAN), (1.0, NAN, NAN),
+        (0.0, 1.0, 0.0), (0.0, INF, INF), (-INF, INF, NAN), (-1e30, 5.0, -1.0), (1e30, 1e-30, INF),
+    ],
+    "exp_minus": [
+        (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (-INF, 0.0, 0.0), (-INF, 2.0, -2.0), (INF, 2.0, INF), (INF, INF, NAN),
+        (3.0, INF, -INF), (NAN, 1.0, NAN), (1.0, NAN, NAN), (-1e30, 5.0, -5.0), (1e30, 1e30, INF),
+    ],
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", BINARY_FUNCTIONS)
+def test_binary_special_values(name, dtype):
+    cases = BINARY_SPECIAL[name]
+    z = np.array([c[0] for c in cases], dtype=dtype)
+    y = np.array([c[1] for c in cases], dtype=dtype)
+    expected = np.array([c[2] for c in cases], dtype=dtype)
+    got = evaluate_binary(name, dtype, z, y)
+    wrong = ~same_bits(got, expected)
+    assert not wrong.any(), [(cases[i], got[i]) for i in np.flatnonzero(wrong)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_functions_finite_where_exp_alone_overflows(dtype):
+    """y*exp(z) = exp(800 - 790) although exp(800) overflows; exp(z) - y with both terms huge."""
+    if dtype == "float64":
+        z, y = np.array([800.0, -800.0, 709.9]), np.array([math.exp(-790.0), 1e300, 1.7e308])
+    else:
+        z, y = np.array([100.0, -100.0, 88.9]), np.array([math.exp(-95.0), 1e38, 3.0e38])
+    for name in BINARY_FUNCTIONS:
+        got = evaluate_binary(name, dtype, z, y)
+        with mpmath.workprec(300):
+            exact = [BINARY_EXACT[name](mpmath.mpf(float(a)), mpmath.mpf(float(b)))[0] for a, b in zip(z.astype(dtype), y.astype(dtype))]
+        for g, e in zip(got.tolist(), exact):
+            rounded = correctly_rounded(e, dtype)
+            if math.isfinite(rounded):
+                assert math.isfinite(g) and abs(g - rounded) <= 4 * float(np.spacing(np.array(abs(rounded), dtype=dtype))), (name, g, rounded)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", BINARY_FUNCTIONS)
+def test_the_binary_prange_loop_is_vectorized(name, dtype):
+    apply = binary_mapper(name, dtype)
+    evaluate_binary(name, dtype, np.ones(4), np.ones(4))
+    llvm = apply.inspect_llvm(apply.signatures[0])
+    called = set(re.findall(r"call [^@]*@([\w.$]+)\(", llvm))
+    assert not [c for c in called if "lossgen5kmath" in c or LIBM_NAMES & set(c.split("."))], called
+    # float32 lanes are widened to double inside: 4 doubles (float64) or 8 (float32) with AVX2.
+    vector = r"<(?:4|8) x double>" if host_has_avx2() else r"<\d+ x double>"
+    arithmetic = re.findall(rf"= (?:fadd|fsub|fmul|fdiv)[^\n]*{vector}|call[^\n]*@llvm\.fma\.v\w+\({vector}", llvm)
+    assert len(arithmetic) >= 10, len(arithmetic)

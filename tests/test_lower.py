@@ -1,5 +1,7 @@
 """Lowering and printing: one CSE over all outputs, typed constants, and a strict printer."""
 
+import re
+
 import sympy as sp
 import pytest
 
@@ -104,3 +106,52 @@ def test_constant_quotients_stay_numbers_inside_max_and_conditions(text):
     got = loss.compile(reduction="none")(y, p).loss
     exact = [float(loss.expr.subs({loss.symbol("y"): a, loss.symbol("p"): b})) for a, b in zip(y, p)]
     np.testing.assert_allclose(got, exact, rtol=1e-15)
+
+
+def _code(lowered) -> str:
+    return "\n".join([lowered.loss, *lowered.grad, *lowered.hess, *(c for _, c in lowered.temporaries)])
+
+
+def _cpu_library(dtype="float64"):
+    from lossgen.render import layout_for
+
+    return layout_for("cpu").math_functions(dtype)
+
+
+@pytest.mark.parametrize(
+    "name, called, absent",
+    [
+        # exp(p) - y near its zero needed y*expm1(p - log y) in a select: three calls per sample.
+        ("poisson", {"exp_f64(p)", "exp_minus_f64(p, y)"}, {"log_f64", "expm1_f64"}),
+        ("gamma", {"scaled_exp_f64(", "scaled_expm1_f64("}, {"log_f64", "expm1_f64", "exp_f64("}),
+        ("tweedie", {"scaled_exp_f64("}, {"log_f64"}),
+    ],
+)
+def test_the_cpu_library_computes_exp_with_a_data_value_in_one_call(name, called, absent):
+    code = _code(lower(lg.get(name), "float64", _cpu_library()))
+    for text in called:
+        assert text in code, (text, code)
+    for text in absent:
+        assert not re.search(rf"\b{re.escape(text)}", code), (text, code)
+    # Without the library (the CUDA target), the stable primitive forms are printed instead.
+    plain = _code(lower(lg.get(name), "float64"))
+    assert "scaled_exp" not in plain and "exp_minus" not in plain and "math.log(y)" in plain
+
+
+def test_log_cosh_shares_one_exp_and_one_expm1_between_loss_gradient_and_hessian():
+    code = _code(lower(lg.get("log_cosh"), "float64", _cpu_library()))
+    assert [len(re.findall(rf"\b{f}\(", code)) for f in ("exp_f64", "expm1_f64", "log1p_f64")] == [1, 1, 1], code
+    assert "tanh" not in code and "sinh" not in code and "log_f64" not in code, code
+
+
+def test_tanh_without_a_logcosh_stays_one_library_call():
+    loss = lg.Loss("t", "tanh(p - y)**2", inputs=["y", "p"], wrt="p")
+    code = _code(lower(loss, "float64", _cpu_library()))
+    assert "tanh_f64(" in code and not re.search(r"\bexpm1_f64", code)
+
+
+def test_math_functions_of_constants_are_printed_as_their_values():
+    loss = lg.Loss("c", "(p - y)**2 + log(2)*p + exp(-1)*p", inputs=["y", "p"], wrt="p")
+    code = _code(lower(loss, "float64", _cpu_library()))
+    assert not re.search(r"\b(log|exp)_f64", code)
+    assert "0.6931471805599453" in code and "0.36787944117144233" in code

@@ -2,14 +2,14 @@
 # regenerate with `lossgen build`.
 # Loss: gamma (float32) -- Gamma half-deviance up to a constant, on a log-mean p (log link); positive skewed targets; as sklearn HalfGammaLoss.
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 3; operations: 19
+# Intermediate terms: 2; operations: 5
 import math
 
 import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
-from lossgen.kmath import exp_f32, expm1_f32, log_f32
+from lossgen.kmath import scaled_exp_f32, scaled_expm1_f32
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -21,12 +21,11 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = y*exp_f32(-p)
-        _t1 = (abs(p) < np.float32(85.0))
-        _t2 = (_t0 if _t1 else exp_f32(-p + log_f32(y)))
-        _loss = _t2 + p
-        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else expm1_f32(-p + log_f32(y)))
-        _hess_p = _t2
+        _t0 = -p
+        _t1 = scaled_exp_f32(_t0, y)
+        _loss = _t1 + p
+        _grad_p = -scaled_expm1_f32(_t0, y)
+        _hess_p = _t1
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -47,12 +46,11 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = y*exp_f32(-p)
-            _t1 = (abs(p) < np.float32(85.0))
-            _t2 = (_t0 if _t1 else exp_f32(-p + log_f32(y)))
-            _loss = _t2 + p
-            _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else expm1_f32(-p + log_f32(y)))
-            _hess_p = _t2
+            _t0 = -p
+            _t1 = scaled_exp_f32(_t0, y)
+            _loss = _t1 + p
+            _grad_p = -scaled_expm1_f32(_t0, y)
+            _hess_p = _t1
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -69,12 +67,11 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = y*exp_f32(-p)
-        _t1 = (abs(p) < np.float32(85.0))
-        _t2 = (_t0 if _t1 else exp_f32(-p + log_f32(y)))
-        _loss = _t2 + p
-        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else expm1_f32(-p + log_f32(y)))
-        _hess_p = _t2
+        _t0 = -p
+        _t1 = scaled_exp_f32(_t0, y)
+        _loss = _t1 + p
+        _grad_p = -scaled_expm1_f32(_t0, y)
+        _hess_p = _t1
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -95,12 +92,11 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = y*exp_f32(-p)
-            _t1 = (abs(p) < np.float32(85.0))
-            _t2 = (_t0 if _t1 else exp_f32(-p + log_f32(y)))
-            _loss = _t2 + p
-            _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else expm1_f32(-p + log_f32(y)))
-            _hess_p = _t2
+            _t0 = -p
+            _t1 = scaled_exp_f32(_t0, y)
+            _loss = _t1 + p
+            _grad_p = -scaled_expm1_f32(_t0, y)
+            _hess_p = _t1
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -117,12 +113,11 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = y*exp_f32(-p)
-        _t1 = (abs(p) < np.float32(85.0))
-        _t2 = (_t0 if _t1 else exp_f32(-p + log_f32(y)))
-        _loss = _t2 + p
-        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else expm1_f32(-p + log_f32(y)))
-        _hess_p = _t2
+        _t0 = -p
+        _t1 = scaled_exp_f32(_t0, y)
+        _loss = _t1 + p
+        _grad_p = -scaled_expm1_f32(_t0, y)
+        _hess_p = _t1
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -144,12 +139,11 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = y*exp_f32(-p)
-            _t1 = (abs(p) < np.float32(85.0))
-            _t2 = (_t0 if _t1 else exp_f32(-p + log_f32(y)))
-            _loss = _t2 + p
-            _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else expm1_f32(-p + log_f32(y)))
-            _hess_p = _t2
+            _t0 = -p
+            _t1 = scaled_exp_f32(_t0, y)
+            _loss = _t1 + p
+            _grad_p = -scaled_expm1_f32(_t0, y)
+            _hess_p = _t1
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -167,12 +161,11 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = y*exp_f32(-p)
-        _t1 = (abs(p) < np.float32(85.0))
-        _t2 = (_t0 if _t1 else exp_f32(-p + log_f32(y)))
-        _loss = _t2 + p
-        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else expm1_f32(-p + log_f32(y)))
-        _hess_p = _t2
+        _t0 = -p
+        _t1 = scaled_exp_f32(_t0, y)
+        _loss = _t1 + p
+        _grad_p = -scaled_expm1_f32(_t0, y)
+        _hess_p = _t1
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -194,12 +187,11 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = y*exp_f32(-p)
-            _t1 = (abs(p) < np.float32(85.0))
-            _t2 = (_t0 if _t1 else exp_f32(-p + log_f32(y)))
-            _loss = _t2 + p
-            _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else expm1_f32(-p + log_f32(y)))
-            _hess_p = _t2
+            _t0 = -p
+            _t1 = scaled_exp_f32(_t0, y)
+            _loss = _t1 + p
+            _grad_p = -scaled_expm1_f32(_t0, y)
+            _hess_p = _t1
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

@@ -2,14 +2,14 @@
 # regenerate with `lossgen build`.
 # Loss: log_cosh (float64) -- log(cosh(p - y)) on a value: smooth, quadratic near 0 and linear far out; regression with outliers.
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 3; operations: 21
+# Intermediate terms: 8; operations: 25
 import math
 
 import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
-from lossgen.kmath import exp_f64, log1p_f64, log_f64, sinh_f64, tanh_f64
+from lossgen.kmath import exp_f64, expm1_f64, log1p_f64
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -23,10 +23,15 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = exp_f64(-2.0*_t1)
-        _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
-        _grad_p = tanh_f64(_t0)
-        _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
+        _t2 = (_t1 < 1.0)
+        _t3 = -_t1
+        _t4 = expm1_f64(_t3)
+        _t5 = exp_f64(_t3)
+        _t6 = (_t5*_t5)
+        _t7 = _t6 + 1.0
+        _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
+        _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
+        _hess_p = (4.0*_t6)/_t7/_t7
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -49,10 +54,15 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = p - y
             _t1 = abs(_t0)
-            _t2 = exp_f64(-2.0*_t1)
-            _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
-            _grad_p = tanh_f64(_t0)
-            _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
+            _t2 = (_t1 < 1.0)
+            _t3 = -_t1
+            _t4 = expm1_f64(_t3)
+            _t5 = exp_f64(_t3)
+            _t6 = (_t5*_t5)
+            _t7 = _t6 + 1.0
+            _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
+            _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
+            _hess_p = (4.0*_t6)/_t7/_t7
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -71,10 +81,15 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = exp_f64(-2.0*_t1)
-        _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
-        _grad_p = tanh_f64(_t0)
-        _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
+        _t2 = (_t1 < 1.0)
+        _t3 = -_t1
+        _t4 = expm1_f64(_t3)
+        _t5 = exp_f64(_t3)
+        _t6 = (_t5*_t5)
+        _t7 = _t6 + 1.0
+        _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
+        _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
+        _hess_p = (4.0*_t6)/_t7/_t7
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -97,10 +112,15 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = p - y
             _t1 = abs(_t0)
-            _t2 = exp_f64(-2.0*_t1)
-            _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
-            _grad_p = tanh_f64(_t0)
-            _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
+            _t2 = (_t1 < 1.0)
+            _t3 = -_t1
+            _t4 = expm1_f64(_t3)
+            _t5 = exp_f64(_t3)
+            _t6 = (_t5*_t5)
+            _t7 = _t6 + 1.0
+            _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
+            _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
+            _hess_p = (4.0*_t6)/_t7/_t7
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -119,10 +139,15 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = exp_f64(-2.0*_t1)
-        _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
-        _grad_p = tanh_f64(_t0)
-        _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
+        _t2 = (_t1 < 1.0)
+        _t3 = -_t1
+        _t4 = expm1_f64(_t3)
+        _t5 = exp_f64(_t3)
+        _t6 = (_t5*_t5)
+        _t7 = _t6 + 1.0
+        _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
+        _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
+        _hess_p = (4.0*_t6)/_t7/_t7
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -146,10 +171,15 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = p - y
             _t1 = abs(_t0)
-            _t2 = exp_f64(-2.0*_t1)
-            _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
-            _grad_p = tanh_f64(_t0)
-            _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
+            _t2 = (_t1 < 1.0)
+            _t3 = -_t1
+            _t4 = expm1_f64(_t3)
+            _t5 = exp_f64(_t3)
+            _t6 = (_t5*_t5)
+            _t7 = _t6 + 1.0
+            _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
+            _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
+            _hess_p = (4.0*_t6)/_t7/_t7
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -169,10 +199,15 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = exp_f64(-2.0*_t1)
-        _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
-        _grad_p = tanh_f64(_t0)
-        _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
+        _t2 = (_t1 < 1.0)
+        _t3 = -_t1
+        _t4 = expm1_f64(_t3)
+        _t5 = exp_f64(_t3)
+        _t6 = (_t5*_t5)
+        _t7 = _t6 + 1.0
+        _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
+        _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
+        _hess_p = (4.0*_t6)/_t7/_t7
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -196,10 +231,15 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             p = p_arr[_i]
             _t0 = p - y
             _t1 = abs(_t0)
-            _t2 = exp_f64(-2.0*_t1)
-            _loss = (log1p_f64(2.0*(sinh_f64((0.5)*p - 0.5*y)*sinh_f64((0.5)*p - 0.5*y))) if (_t1 < 1.0) else _t1 + log1p_f64(_t2) - log_f64(2.0))
-            _grad_p = tanh_f64(_t0)
-            _hess_p = (4.0*_t2)/(_t2 + 1.0)/(_t2 + 1.0)
+            _t2 = (_t1 < 1.0)
+            _t3 = -_t1
+            _t4 = expm1_f64(_t3)
+            _t5 = exp_f64(_t3)
+            _t6 = (_t5*_t5)
+            _t7 = _t6 + 1.0
+            _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
+            _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
+            _hess_p = (4.0*_t6)/_t7/_t7
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

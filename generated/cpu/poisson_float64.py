@@ -2,14 +2,14 @@
 # regenerate with `lossgen build`.
 # Loss: poisson (float64) -- Poisson negative log-likelihood on a log-mean p (log link); counts; as torch poisson_nll_loss(log_input=True).
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 2; operations: 18
+# Intermediate terms: 1; operations: 4
 import math
 
 import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
-from lossgen.kmath import exp_f64, expm1_f64, log_f64
+from lossgen.kmath import exp_f64, exp_minus_f64
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -22,9 +22,8 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = exp_f64(p)
-        _t1 = -_t0
-        _loss = -_t1 - p*y
-        _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _loss = _t0 - p*y
+        _grad_p = exp_minus_f64(p, y)
         _hess_p = _t0
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
@@ -47,9 +46,8 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = exp_f64(p)
-            _t1 = -_t0
-            _loss = -_t1 - p*y
-            _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+            _loss = _t0 - p*y
+            _grad_p = exp_minus_f64(p, y)
             _hess_p = _t0
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
@@ -68,9 +66,8 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = exp_f64(p)
-        _t1 = -_t0
-        _loss = -_t1 - p*y
-        _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _loss = _t0 - p*y
+        _grad_p = exp_minus_f64(p, y)
         _hess_p = _t0
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
@@ -93,9 +90,8 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = exp_f64(p)
-            _t1 = -_t0
-            _loss = -_t1 - p*y
-            _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+            _loss = _t0 - p*y
+            _grad_p = exp_minus_f64(p, y)
             _hess_p = _t0
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
@@ -114,9 +110,8 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = exp_f64(p)
-        _t1 = -_t0
-        _loss = -_t1 - p*y
-        _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _loss = _t0 - p*y
+        _grad_p = exp_minus_f64(p, y)
         _hess_p = _t0
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
@@ -140,9 +135,8 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = exp_f64(p)
-            _t1 = -_t0
-            _loss = -_t1 - p*y
-            _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+            _loss = _t0 - p*y
+            _grad_p = exp_minus_f64(p, y)
             _hess_p = _t0
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
@@ -162,9 +156,8 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = exp_f64(p)
-        _t1 = -_t0
-        _loss = -_t1 - p*y
-        _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _loss = _t0 - p*y
+        _grad_p = exp_minus_f64(p, y)
         _hess_p = _t0
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
@@ -188,9 +181,8 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = exp_f64(p)
-            _t1 = -_t0
-            _loss = -_t1 - p*y
-            _grad_p = (y*expm1_f64(p - log_f64(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+            _loss = _t0 - p*y
+            _grad_p = exp_minus_f64(p, y)
             _hess_p = _t0
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)

@@ -2,14 +2,14 @@
 # regenerate with `lossgen build`.
 # Loss: tweedie (float32) -- Tweedie half-deviance up to a constant, on a log-mean p, 1 < power < 2; zero-inflated amounts (insurance); as sklearn HalfTweedieLoss.
 # Inputs: y, p; params: power; wrt: p
-# Intermediate terms: 5; operations: 24
+# Intermediate terms: 5; operations: 14
 import math
 
 import numpy as np
 from numba import njit, prange
 
 from lossgen.kreduce import block_sum
-from lossgen.kmath import exp_f32, log_f32
+from lossgen.kmath import exp_f32, scaled_exp_f32
 
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
@@ -21,14 +21,14 @@ def per_sample(y_arr, p_arr, power, _loss_out, _grad_p_out, _hess_p_out):
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = power + np.float32(-1.0)
-        _t1 = -_t0
-        _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
+        _t0 = np.float32(1.0) - power
+        _t1 = scaled_exp_f32(_t0*p, y)
+        _t2 = -_t1
         _t3 = np.float32(2.0) - power
         _t4 = exp_f32(_t3*p)
-        _loss = (-_t2)/_t1 + _t4/_t3
-        _grad_p = -_t2 + _t4
-        _hess_p = -_t1*_t2 + _t3*_t4
+        _loss = _t2/_t0 + _t4/_t3
+        _grad_p = _t2 + _t4
+        _hess_p = -_t0*_t1 + _t3*_t4
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -49,14 +49,14 @@ def reduced(y_arr, p_arr, power, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = power + np.float32(-1.0)
-            _t1 = -_t0
-            _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
+            _t0 = np.float32(1.0) - power
+            _t1 = scaled_exp_f32(_t0*p, y)
+            _t2 = -_t1
             _t3 = np.float32(2.0) - power
             _t4 = exp_f32(_t3*p)
-            _loss = (-_t2)/_t1 + _t4/_t3
-            _grad_p = -_t2 + _t4
-            _hess_p = -_t1*_t2 + _t3*_t4
+            _loss = _t2/_t0 + _t4/_t3
+            _grad_p = _t2 + _t4
+            _hess_p = -_t0*_t1 + _t3*_t4
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -73,14 +73,14 @@ def per_sample_serial(y_arr, p_arr, power, _loss_out, _grad_p_out, _hess_p_out):
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = power + np.float32(-1.0)
-        _t1 = -_t0
-        _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
+        _t0 = np.float32(1.0) - power
+        _t1 = scaled_exp_f32(_t0*p, y)
+        _t2 = -_t1
         _t3 = np.float32(2.0) - power
         _t4 = exp_f32(_t3*p)
-        _loss = (-_t2)/_t1 + _t4/_t3
-        _grad_p = -_t2 + _t4
-        _hess_p = -_t1*_t2 + _t3*_t4
+        _loss = _t2/_t0 + _t4/_t3
+        _grad_p = _t2 + _t4
+        _hess_p = -_t0*_t1 + _t3*_t4
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -101,14 +101,14 @@ def reduced_serial(y_arr, p_arr, power, _scale, _grad_p_out, _hess_p_out):
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = power + np.float32(-1.0)
-            _t1 = -_t0
-            _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
+            _t0 = np.float32(1.0) - power
+            _t1 = scaled_exp_f32(_t0*p, y)
+            _t2 = -_t1
             _t3 = np.float32(2.0) - power
             _t4 = exp_f32(_t3*p)
-            _loss = (-_t2)/_t1 + _t4/_t3
-            _grad_p = -_t2 + _t4
-            _hess_p = -_t1*_t2 + _t3*_t4
+            _loss = _t2/_t0 + _t4/_t3
+            _grad_p = _t2 + _t4
+            _hess_p = -_t0*_t1 + _t3*_t4
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -125,14 +125,14 @@ def per_sample_weighted(y_arr, p_arr, power, _weight, _loss_out, _grad_p_out, _h
     for _i in prange(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = power + np.float32(-1.0)
-        _t1 = -_t0
-        _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
+        _t0 = np.float32(1.0) - power
+        _t1 = scaled_exp_f32(_t0*p, y)
+        _t2 = -_t1
         _t3 = np.float32(2.0) - power
         _t4 = exp_f32(_t3*p)
-        _loss = (-_t2)/_t1 + _t4/_t3
-        _grad_p = -_t2 + _t4
-        _hess_p = -_t1*_t2 + _t3*_t4
+        _loss = _t2/_t0 + _t4/_t3
+        _grad_p = _t2 + _t4
+        _hess_p = -_t0*_t1 + _t3*_t4
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -154,14 +154,14 @@ def reduced_weighted(y_arr, p_arr, power, _weight, _scale, _grad_p_out, _hess_p_
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = power + np.float32(-1.0)
-            _t1 = -_t0
-            _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
+            _t0 = np.float32(1.0) - power
+            _t1 = scaled_exp_f32(_t0*p, y)
+            _t2 = -_t1
             _t3 = np.float32(2.0) - power
             _t4 = exp_f32(_t3*p)
-            _loss = (-_t2)/_t1 + _t4/_t3
-            _grad_p = -_t2 + _t4
-            _hess_p = -_t1*_t2 + _t3*_t4
+            _loss = _t2/_t0 + _t4/_t3
+            _grad_p = _t2 + _t4
+            _hess_p = -_t0*_t1 + _t3*_t4
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -179,14 +179,14 @@ def per_sample_weighted_serial(y_arr, p_arr, power, _weight, _loss_out, _grad_p_
     for _i in range(_loss_out.shape[0]):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = power + np.float32(-1.0)
-        _t1 = -_t0
-        _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
+        _t0 = np.float32(1.0) - power
+        _t1 = scaled_exp_f32(_t0*p, y)
+        _t2 = -_t1
         _t3 = np.float32(2.0) - power
         _t4 = exp_f32(_t3*p)
-        _loss = (-_t2)/_t1 + _t4/_t3
-        _grad_p = -_t2 + _t4
-        _hess_p = -_t1*_t2 + _t3*_t4
+        _loss = _t2/_t0 + _t4/_t3
+        _grad_p = _t2 + _t4
+        _hess_p = -_t0*_t1 + _t3*_t4
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -208,14 +208,14 @@ def reduced_weighted_serial(y_arr, p_arr, power, _weight, _scale, _grad_p_out, _
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
-            _t0 = power + np.float32(-1.0)
-            _t1 = -_t0
-            _t2 = (y*exp_f32(_t1*p) if (abs(_t0*p) < np.float32(85.0)) else exp_f32(p*(np.float32(1.0) - power) + log_f32(y)))
+            _t0 = np.float32(1.0) - power
+            _t1 = scaled_exp_f32(_t0*p, y)
+            _t2 = -_t1
             _t3 = np.float32(2.0) - power
             _t4 = exp_f32(_t3*p)
-            _loss = (-_t2)/_t1 + _t4/_t3
-            _grad_p = -_t2 + _t4
-            _hess_p = -_t1*_t2 + _t3*_t4
+            _loss = _t2/_t0 + _t4/_t3
+            _grad_p = _t2 + _t4
+            _hess_p = -_t0*_t1 + _t3*_t4
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

@@ -2,13 +2,13 @@
 # regenerate with `lossgen build`.
 # Loss: log_cosh (float32) -- log(cosh(p - y)) on a value: smooth, quadratic near 0 and linear far out; regression with outliers.
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 3; operations: 21
+# Intermediate terms: 8; operations: 25
 import math
 
 import numpy as np
 from numba import cuda
 
-from lossgen.cuda_device import block_sum
+from lossgen.cuda_device import block_sum, sign_f32
 
 
 @cuda.jit(cache=True)
@@ -19,10 +19,15 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = math.exp(-np.float32(2.0)*_t1)
-        _loss = (math.log1p(np.float32(2.0)*(math.sinh((np.float32(0.5))*p - np.float32(0.5)*y)*math.sinh((np.float32(0.5))*p - np.float32(0.5)*y))) if (_t1 < np.float32(1.0)) else _t1 + math.log1p(_t2) - math.log(np.float32(2.0)))
-        _grad_p = math.tanh(_t0)
-        _hess_p = (np.float32(4.0)*_t2)/(_t2 + np.float32(1.0))/(_t2 + np.float32(1.0))
+        _t2 = (_t1 < np.float32(1.0))
+        _t3 = -_t1
+        _t4 = math.expm1(_t3)
+        _t5 = math.exp(_t3)
+        _t6 = (_t5*_t5)
+        _t7 = _t6 + np.float32(1.0)
+        _loss = (np.float32(0.0) if _t2 else _t1 - np.float32(0.6931471805599453)) + math.log1p((((np.float32(0.5))*(_t4*_t4))/_t5 if _t2 else _t6))
+        _grad_p = (-_t4*(_t4 + np.float32(2.0))*sign_f32(_t0))/_t7
+        _hess_p = (np.float32(4.0)*_t6)/_t7/_t7
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -37,10 +42,15 @@ def reduced(y_arr, p_arr, _scale, _partial, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = math.exp(-np.float32(2.0)*_t1)
-        _loss = (math.log1p(np.float32(2.0)*(math.sinh((np.float32(0.5))*p - np.float32(0.5)*y)*math.sinh((np.float32(0.5))*p - np.float32(0.5)*y))) if (_t1 < np.float32(1.0)) else _t1 + math.log1p(_t2) - math.log(np.float32(2.0)))
-        _grad_p = math.tanh(_t0)
-        _hess_p = (np.float32(4.0)*_t2)/(_t2 + np.float32(1.0))/(_t2 + np.float32(1.0))
+        _t2 = (_t1 < np.float32(1.0))
+        _t3 = -_t1
+        _t4 = math.expm1(_t3)
+        _t5 = math.exp(_t3)
+        _t6 = (_t5*_t5)
+        _t7 = _t6 + np.float32(1.0)
+        _loss = (np.float32(0.0) if _t2 else _t1 - np.float32(0.6931471805599453)) + math.log1p((((np.float32(0.5))*(_t4*_t4))/_t5 if _t2 else _t6))
+        _grad_p = (-_t4*(_t4 + np.float32(2.0))*sign_f32(_t0))/_t7
+        _hess_p = (np.float32(4.0)*_t6)/_t7/_t7
         _sum += np.float64(_loss)
         _grad_p_out[_i] = _grad_p / _scale
         _hess_p_out[_i] = _hess_p / _scale
@@ -56,10 +66,15 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = math.exp(-np.float32(2.0)*_t1)
-        _loss = (math.log1p(np.float32(2.0)*(math.sinh((np.float32(0.5))*p - np.float32(0.5)*y)*math.sinh((np.float32(0.5))*p - np.float32(0.5)*y))) if (_t1 < np.float32(1.0)) else _t1 + math.log1p(_t2) - math.log(np.float32(2.0)))
-        _grad_p = math.tanh(_t0)
-        _hess_p = (np.float32(4.0)*_t2)/(_t2 + np.float32(1.0))/(_t2 + np.float32(1.0))
+        _t2 = (_t1 < np.float32(1.0))
+        _t3 = -_t1
+        _t4 = math.expm1(_t3)
+        _t5 = math.exp(_t3)
+        _t6 = (_t5*_t5)
+        _t7 = _t6 + np.float32(1.0)
+        _loss = (np.float32(0.0) if _t2 else _t1 - np.float32(0.6931471805599453)) + math.log1p((((np.float32(0.5))*(_t4*_t4))/_t5 if _t2 else _t6))
+        _grad_p = (-_t4*(_t4 + np.float32(2.0))*sign_f32(_t0))/_t7
+        _hess_p = (np.float32(4.0)*_t6)/_t7/_t7
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -75,10 +90,15 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _partial, _grad_p_out, _hess
         p = p_arr[_i]
         _t0 = p - y
         _t1 = abs(_t0)
-        _t2 = math.exp(-np.float32(2.0)*_t1)
-        _loss = (math.log1p(np.float32(2.0)*(math.sinh((np.float32(0.5))*p - np.float32(0.5)*y)*math.sinh((np.float32(0.5))*p - np.float32(0.5)*y))) if (_t1 < np.float32(1.0)) else _t1 + math.log1p(_t2) - math.log(np.float32(2.0)))
-        _grad_p = math.tanh(_t0)
-        _hess_p = (np.float32(4.0)*_t2)/(_t2 + np.float32(1.0))/(_t2 + np.float32(1.0))
+        _t2 = (_t1 < np.float32(1.0))
+        _t3 = -_t1
+        _t4 = math.expm1(_t3)
+        _t5 = math.exp(_t3)
+        _t6 = (_t5*_t5)
+        _t7 = _t6 + np.float32(1.0)
+        _loss = (np.float32(0.0) if _t2 else _t1 - np.float32(0.6931471805599453)) + math.log1p((((np.float32(0.5))*(_t4*_t4))/_t5 if _t2 else _t6))
+        _grad_p = (-_t4*(_t4 + np.float32(2.0))*sign_f32(_t0))/_t7
+        _hess_p = (np.float32(4.0)*_t6)/_t7/_t7
         _w = _weight[_i]
         _sum += np.float64(_w * _loss)
         _grad_p_out[_i] = _w * _grad_p / _scale
