@@ -105,10 +105,8 @@ def _binary_chunk(task):
 def binary_accuracy(name: str, dtype: str, points: int, pool) -> dict:
     """Worst error of scaled_exp/scaled_expm1/exp_minus over about `points` inputs, in units of
     1 ulp of the result plus 2^-55 of the larger term (the tests' bound is 1)."""
+    # Finite inputs only: the special values are checked bit for bit by the tests.
     z, y = reference.binary_points(name, dtype, max(1, points // 4), seed=7)
-    specials = reference.BINARY_SPECIAL[name]
-    z = np.concatenate([z, np.array([c[0] for c in specials], dtype=dtype)])
-    y = np.concatenate([y, np.array([c[1] for c in specials], dtype=dtype)])
     got = reference.evaluate_binary(name, dtype, z, y)
     chunk = 5000
     tasks = [(name, dtype, z[i : i + chunk], y[i : i + chunk], got[i : i + chunk], i) for i in range(0, z.size, chunk)]

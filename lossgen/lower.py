@@ -8,6 +8,8 @@ know raises CodegenError instead of printing something wrong.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 import dataclasses
 from dataclasses import dataclass
@@ -123,9 +125,14 @@ class KernelPrinter(PythonCodePrinter):
 
     def typed(self, value: float) -> str:
         try:
-            text = repr(float(value))
+            number = float(value)
         except OverflowError:
-            raise CodegenError(f"the constant {str(value)[:40]}... is beyond the range of float64") from None
+            number = math.inf
+        if not math.isfinite(number):
+            # Also a constant that float() rounds to inf (exp(logaddexp(0, 710))), which would
+            # print as the undefined name inf.
+            raise CodegenError(f"the constant {str(value)[:40]}... is beyond the range of float64")
+        text = repr(number)
         return text if self.dtype == "float64" else f"np.float32({text})"
 
     def _print_Integer(self, expr):
@@ -285,6 +292,44 @@ class LoweredLoss:
     math_imports: tuple[str, ...] = ()
 
 
+def _distinct_nodes(expr: sp.Expr):
+    """Each distinct subexpression once (derivatives repeat subtrees: a plain walk can be huge)."""
+    seen, stack = set(), [expr]
+    while stack:
+        node = stack.pop()
+        if node in seen or not isinstance(node, sp.Expr):
+            continue
+        seen.add(node)
+        yield node
+        stack.extend(node.args)
+
+
+def _not_real(number: sp.Expr) -> bool:
+    if number.is_extended_real is False:
+        return True
+    # SymPy leaves the sign of (-1)**c open for a numeric non-integer c; it is complex.
+    return bool(isinstance(number, sp.Pow) and number.base.is_negative and not number.exp.is_integer)
+
+
+def _code_forms(loss, outputs, dtype: str, keep) -> list[sp.Expr]:
+    """The outputs in the primitive forms the printer writes; a CodegenError (one line) where
+    SymPy cannot build them or a constant in them is not real (log of a negative constant
+    becomes log(c) + I*pi once SymPy sees the number; (-1)**c for a non-integer c)."""
+    try:
+        forms = [protect_divisions(expand_for_code(e, dtype, keep)) for e in outputs]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CodegenError(f"{loss.name}: cannot write the kernel code: {str(exc).splitlines()[0][:200]}") from None
+    for form in forms:
+        culprit = next((n for n in _distinct_nodes(form) if n.is_number and _not_real(n)), None)
+        if culprit is not None or form.has(sp.zoo, sp.nan):
+            culprit = form if culprit is None else culprit
+            raise CodegenError(
+                f"{loss.name}: the kernel code has a constant that is not a finite real number ({str(culprit)[:80]}); "
+                "is a log, root or power taken of a negative constant?"
+            )
+    return forms
+
+
 def lower(loss, dtype: str, math_library: Mapping[str, str] | None = None) -> LoweredLoss:
     """CSE and print a Loss's value, gradient and Hessian diagonal for one dtype, calling the
     functions of `math_library` (see KernelPrinter) where it has them."""
@@ -293,7 +338,7 @@ def lower(loss, dtype: str, math_library: Mapping[str, str] | None = None) -> Lo
     if problem:
         raise CodegenError(f"{loss.name}: {problem}")
     keep = kept_for_library(outputs, math_library or {})
-    code_exprs = [protect_divisions(expand_for_code(e, dtype, keep)) for e in outputs]
+    code_exprs = _code_forms(loss, outputs, dtype, keep)
     temporaries, reduced = _cse(code_exprs, "_t")
     printer = KernelPrinter(dtype, math_library)
     printed_temps = tuple((sym.name, printer.doprint(value)) for sym, value in temporaries)
@@ -381,7 +426,7 @@ def lower_rows(loss, dtype: str, math_library: Mapping[str, str] | None = None) 
     if problem:
         raise CodegenError(f"{loss.name}: {problem}")
     keep = kept_for_library(outputs, math_library or {})
-    code = [protect_divisions(expand_for_code(e, dtype, keep)) for e in outputs]
+    code = _code_forms(loss, outputs, dtype, keep)
     aggregates = rowwise.all_aggregates(code)
     names = {a: sp.Symbol(f"_A{i}", real=True) for i, a in enumerate(aggregates)}
     printer = KernelPrinter(dtype, math_library)

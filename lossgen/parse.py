@@ -384,6 +384,12 @@ class _Reader:
                 # 0**x is 0, 1 or infinite by the sign of x, and its derivative is nan
                 # (SymPy's d/dx 0**x is 0**x*log(0)): say which with Piecewise instead.
                 raise self.fail(f"zero raised to a variable power in {self.source(right_node)}; write the cases with Piecewise")
+            if left.is_number and left.is_negative and not right.is_number:
+                # (-1)**p is complex for every non-integer p, and lossgen's inputs are real.
+                raise self.fail(
+                    f"a negative number raised to a variable power in {self.source(right_node)} is not real "
+                    "for non-integer exponents; write the cases with Piecewise"
+                )
             if left.is_Rational and right.is_Rational:
                 # Check the size before SymPy folds the power: (9**999)**999 has a million digits.
                 bits = max(int(left.p).bit_length(), int(left.q).bit_length()) * math.ceil(abs(right))

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba.core.errors import NumbaError
 
 import sympy as sp
 
@@ -186,7 +187,10 @@ class Kernel:
         if named or len(arrays) != len(inputs) or self._rowwise:
             bound, given_params = self._bind(arrays, named)
             if self.loss.rowwise:
-                return self._call_rows(bound, given_params, weight, out)
+                try:
+                    return self._call_rows(bound, given_params, weight, out)
+                except NumbaError as exc:
+                    raise _not_compiled(self.loss, exc) from None
             arrays = [bound[n] for n in inputs]
         else:
             given_params = None
@@ -218,11 +222,11 @@ class Kernel:
             arguments.append(self.dtype.type(scale))
         for grad, hess in zip(grads, hesses):
             arguments += [_flat(grad), _flat(hess)]
-        if self.reduction == "none":
-            function(*arguments)
-            loss_value = loss_out
-        else:
-            loss_value = _divide(function(*arguments), scale)
+        try:
+            total = function(*arguments)
+        except NumbaError as exc:
+            raise _not_compiled(self.loss, exc) from None
+        loss_value = loss_out if self.reduction == "none" else _divide(total, scale)
         return self._result(loss_value, grads, hesses)
 
     def allocate(self, shape) -> Result:
@@ -424,6 +428,13 @@ KERNEL_RUNTIMES: dict[str, tuple[str, str]] = {
     "cpu": ("lossgen.runtime", "Kernel"),
     "cuda": ("lossgen.cuda_runtime", "CudaKernel"),
 }
+
+
+def _not_compiled(loss, exc: Exception) -> CodegenError:
+    """numba refused the generated code (it types it at the first call): a one-line CodegenError
+    naming the loss, not numba's page of typing output."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("Failed in")), "")
+    return CodegenError(f"{loss.name}: numba could not compile the generated kernel ({type(exc).__name__}: {first[:200]})")
 
 
 def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction: str = "mean") -> Kernel:

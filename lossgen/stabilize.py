@@ -226,6 +226,10 @@ def _exp_times_sigmoid(node):
     return None
 
 
+def _zero_or_positive(x: sp.Expr) -> bool:
+    return bool(x.is_nonnegative or (isinstance(x, sp.Pow) and x.base.is_nonnegative and x.exp.is_real))
+
+
 @rule("xlogy", "source", "x*log(z) -> xlogy(x, z), 0 where x = 0: 0*log(0) is 0, not nan")
 def _xlogy(node):
     if not isinstance(node, sp.Mul):
@@ -240,14 +244,26 @@ def _xlogy(node):
                 if terms > MAX_SIMPLIFY_NODES:
                     return None
                 return simplified(lambda: sp.expand_mul(node), node)
-    logs = [f for f in node.args if isinstance(f, sp.log)]
-    if len(logs) != 1 or logs[0].args[0].is_positive:
+    # log(z) or log(z)**k (Hessians square it): x*log(z)**k is xlogy applied k times, 0 where x = 0.
+    logs = [f for f in node.args if isinstance(f, sp.log) or (
+        isinstance(f, sp.Pow) and isinstance(f.base, sp.log) and f.exp.is_Integer and 1 <= f.exp <= 4)]
+    if len(logs) != 1:
+        return None
+    log, times = (logs[0], 1) if isinstance(logs[0], sp.log) else (logs[0].base, int(logs[0].exp))
+    if log.args[0].is_positive:
         return None
     rest = node / logs[0]
     factors = [f for f in sp.Mul.make_args(rest) if not f.is_number]
-    if len(factors) == 1 and factors[0].is_nonnegative and not factors[0].is_positive:
-        coefficient = rest / factors[0]
-        return coefficient * xlogy(factors[0], logs[0].args[0])
+    # y**(-2*p) on y >= 0 is 0, not negative, where y = 0 and the exponent is positive; SymPy
+    # leaves its sign open (0 to a negative power is zoo), so a power is judged by its base.
+    if len(factors) == 1 and _zero_or_positive(factors[0]) and not factors[0].is_positive:
+        # The numbers of rest, not rest/factor: SymPy turns 1/Piecewise into a Piecewise of
+        # reciprocals (zoo where a branch is 0) that never cancels against the factor.
+        coefficient = sp.Mul(*[f for f in sp.Mul.make_args(rest) if f.is_number])
+        result = factors[0]
+        for _ in range(times):
+            result = xlogy(result, log.args[0])
+        return coefficient * result
     return None
 
 
@@ -527,6 +543,17 @@ class exp_shared(sp.Function):
     CSE shares (SymPy folds exp(x)**2 into exp(2*x), a second call)."""
 
     nargs = 1
+
+    # Numbers like exp: a constant form inside Max or a comparison (logaddexp(0, exp(logcosh(7))))
+    # must stay comparable.
+    def _eval_evalf(self, prec):
+        return sp.exp(self.args[0])._eval_evalf(prec)
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return True if self.args[0].is_real else None
 
 
 class exp_exact(sp.Function):

@@ -179,6 +179,64 @@ def test_read_only_cache_directory_falls_back_with_one_warning(tmp_path):
     assert "not writable" in stderr
 
 
+# A read-only mount, as root sees it too (chmod does not stop root): every write, create, rename
+# or mkdir under the cache directory fails with EACCES; reads work.
+READ_ONLY = textwrap.dedent(
+    """
+    import builtins, errno, io, os
+    root = os.path.realpath(os.environ["LOSSGEN_CACHE_DIR"])
+    def inside(path):
+        return isinstance(path, (str, bytes, os.PathLike)) and os.path.realpath(os.fsdecode(path)).startswith(root)
+    def denied(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))
+    _open, _os_open, _mkdir, _replace, _rename, _unlink = builtins.open, os.open, os.mkdir, os.replace, os.rename, os.unlink
+    def open_(file, mode="r", *args, **kwargs):
+        if inside(file) and any(flag in mode for flag in "wax+"):
+            denied(file)
+        return _open(file, mode, *args, **kwargs)
+    def os_open(path, flags, *args, **kwargs):
+        if inside(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            denied(path)
+        return _os_open(path, flags, *args, **kwargs)
+    def mkdir(path, *args, **kwargs):
+        if inside(path):
+            if os.path.exists(path):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(path))
+            denied(path)
+        return _mkdir(path, *args, **kwargs)
+    def move(real):
+        def moved(src, dst, *args, **kwargs):
+            if inside(dst) or inside(src):
+                denied(dst)
+            return real(src, dst, *args, **kwargs)
+        return moved
+    def unlink(path, *args, **kwargs):
+        if inside(path):
+            denied(path)
+        return _unlink(path, *args, **kwargs)
+    builtins.open = io.open = open_
+    os.open, os.mkdir, os.replace, os.rename, os.unlink = os_open, mkdir, move(_replace), move(_rename), unlink
+    """
+)
+
+
+@pytest.mark.parametrize("populated", [False, True], ids=["empty", "populated"])
+def test_read_only_cache_gives_the_same_numbers_with_one_warning_even_for_root(tmp_path, populated):
+    baseline, _ = run_probe(tmp_path / "good")
+    cache = tmp_path / "ro"
+    cache.mkdir()
+    if populated:
+        run_probe(cache)
+    before = sorted((p.relative_to(cache), p.stat().st_mtime_ns) for p in cache.rglob("*"))
+    env = dict(os.environ, LOSSGEN_CACHE_DIR=str(cache))
+    done = subprocess.run([sys.executable, "-c", READ_ONLY + SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["bits"] == baseline["bits"] and result["loss"] == baseline["loss"]
+    assert done.stderr.count("not writable") == 1, done.stderr
+    assert sorted((p.relative_to(cache), p.stat().st_mtime_ns) for p in cache.rglob("*")) == before
+
+
 def test_unusable_cache_directory_falls_back_with_one_warning(tmp_path):
     # A file where the cache directory should be: works for root too.
     blocker = tmp_path / "cache"

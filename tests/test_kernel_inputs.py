@@ -528,3 +528,20 @@ def test_every_length_around_the_block_size_sums_like_numpy(kernels, n):
     result = kernels["float64", "sum"](y, p)
     assert result.loss == pytest.approx(float(np.sum(ref_loss)), rel=1e-12)
     np.testing.assert_allclose(result.grad, ref_grad, rtol=1e-15)
+
+
+def test_numba_refusing_the_generated_code_is_a_one_line_codegen_error(monkeypatch):
+    from numba.core.errors import TypingError
+
+    kernel = lg.get("squared_error").compile(reduction="mean")
+
+    def refuse(*args):
+        raise TypingError("Failed in nopython mode pipeline (step: nopython frontend)\nNo implementation of function "
+                          "setitem found for signature:\n >>> setitem(array(float64, 1d, C), int64, complex128)")
+
+    monkeypatch.setattr(kernel, "_entries", {key: refuse for key in kernel._entries})
+    with pytest.raises(lg.CodegenError) as info:
+        kernel(np.zeros(3), np.ones(3))
+    message = str(info.value)
+    assert "\n" not in message and "squared_error" in message and "numba could not compile" in message
+    assert "No implementation of function setitem" in message

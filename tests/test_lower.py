@@ -1,7 +1,9 @@
 """Lowering and printing: one CSE over all outputs, typed constants, and a strict printer."""
 
+import math
 import re
 
+import numpy as np
 import sympy as sp
 import pytest
 
@@ -155,3 +157,29 @@ def test_math_functions_of_constants_are_printed_as_their_values():
     code = _code(lower(loss, "float64", _cpu_library()))
     assert not re.search(r"\b(log|exp)_f64", code)
     assert "0.6931471805599453" in code and "0.36787944117144233" in code
+
+
+def test_a_constant_beyond_float64_is_a_codegen_error_not_the_name_inf():
+    # Found by the long fuzz profile: exp(logaddexp(0, 710)) printed as `inf`, an undefined name.
+    loss = lg.Loss("t", "exp(logaddexp(0, 710.0)) + p", inputs=["y", "p"], wrt="p")
+    with pytest.raises(lg.CodegenError, match="beyond the range of float64"):
+        lower(loss, "float64", _cpu_library())
+
+
+@pytest.mark.parametrize("text, stabilize", [("log(-logaddexp(100, E)) + p", True), ("(-1)**logaddexp(1, 2.5)*p", False)])
+def test_a_complex_constant_that_appears_only_when_lowering_is_a_codegen_error(text, stabilize):
+    # Found by the long fuzz profile: logaddexp(100, E) is a number only once expanded, and SymPy
+    # then writes log(-c) as log(c) + I*pi, or keeps (-1)**c: the kernel computed complex numbers.
+    loss = lg.Loss("t", text, inputs=["y", "p"], wrt="p", stabilize=stabilize)
+    with pytest.raises(lg.CodegenError, match="not a finite real number") as info:
+        loss.compile()
+    assert "\n" not in str(info.value)
+
+
+def test_constant_forms_of_logcosh_stay_comparable_inside_max():
+    # Found by the long fuzz profile: logaddexp(0, exp(logcosh(7))) builds Max(0, <logcosh's code
+    # form>), and SymPy could not compare the print-only exp inside it.
+    loss = lg.Loss("t", "logaddexp(0, exp(logcosh(7))) + p", inputs=["y", "p"], wrt="p")
+    result = loss.compile(reduction="none")(np.zeros(2), np.array([0.0, 1.0]))
+    expected = math.cosh(7.0) + math.log1p(math.exp(-math.cosh(7.0)))  # log(1 + exp(cosh 7))
+    assert result.loss == pytest.approx([expected, expected + 1.0], rel=1e-15)

@@ -293,6 +293,18 @@ def test_zero_to_a_variable_power_is_refused(text):
     assert "zero raised to a variable power" in refusal(text)
 
 
+@pytest.mark.parametrize("text", ["(-1)**p", "(-1)**(0 + p)", "(-2)**(p*y) + p", "(1 - E)**p"])
+def test_a_negative_number_to_a_variable_power_is_refused(text):
+    # Found by the long fuzz profile: (-1)**p compiled to complex code that numba refused to
+    # store into a float array, a page of numba typing errors.
+    assert "negative number raised to a variable power" in refusal(text)
+
+
+@pytest.mark.parametrize("text", ["(-1)**2*p", "(-p)**2", "(-2)**(1/3 + 2/3)*p"])
+def test_a_negative_number_to_a_constant_integer_power_is_read(text):
+    assert isinstance(lg.Loss("t", text, inputs=["y", "p"], wrt="p"), lg.Loss)
+
+
 # Each non-finite or complex constant is refused naming the text that made it and what it is.
 @pytest.mark.parametrize(
     "text, named, what",

@@ -1,6 +1,9 @@
 """Stabilizing rewrite rules: each has an exact symbolic result, and formulas written the
 naive way verify to full precision where they would overflow or cancel as written."""
 
+import math
+
+import numpy as np
 import pytest
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
@@ -132,3 +135,22 @@ def test_stabilize_false_evaluates_the_formula_as_written():
     y, z = np.zeros(1), np.array([800.0])
     assert np.isinf(naive.compile(reduction="none")(y, z).loss[0])  # cosh(800) overflows
     assert stable.compile(reduction="none")(y, z).loss[0] == pytest.approx(800 - np.log(2), rel=1e-15)
+
+
+def test_xlogy_of_a_piecewise_factor_leaves_no_complex_infinity():
+    # Found by the long fuzz profile: d/dp p**Max(0, p) has Heaviside(p)*log(p); the rule divided
+    # by the Heaviside's Piecewise, which SymPy turned into a Piecewise of reciprocals with zoo.
+    loss = lg.Loss("t", "Max(0, p**r)", inputs=["y", "p"], wrt="p", where={"r": "Max(0, p)"})
+    for expr in (loss.stable_expr, *loss.grad, loss.hess[0, 0]):
+        assert not expr.has(sp.zoo, sp.nan), expr
+
+
+def test_a_power_times_log_squared_is_zero_where_the_power_is():
+    # Found by the long fuzz profile: d/dp (y**2)**(-p) = -2*log(y)/y**(2p) was nan at y = 0,
+    # p < 0 (0*inf) where it is 0; SymPy cannot tell the sign of y**(-2p), and the Hessian has
+    # log(y)**2. Both are xlogy forms now, and the kernel gives 0 there.
+    loss = lg.Loss("t", "(y**2)**(-p)", inputs=["y", "p"], wrt="p", domain={"y": "[0, 1]"})
+    assert loss.grad[0].has(xlogy) and loss.hess[0, 0].has(xlogy)
+    result = loss.compile(reduction="none")(np.array([0.0, 0.5]), np.array([-4.72, 2.0]))
+    assert result.grad[0] == 0.0 and result.hess[0] == 0.0
+    assert result.hess[1] == pytest.approx(4 * math.log(0.5) ** 2 * 0.5**-4.0, rel=1e-14)
