@@ -111,18 +111,6 @@ class KernelPrinter(PythonCodePrinter):
                 return self.typed(float(value))
         return self.call(name, *expr.args)
 
-    def _print_exp(self, expr):
-        return self.function("exp", expr)
-
-    def _print_log(self, expr):
-        return self.function("log", expr)
-
-    def _print_tanh(self, expr):
-        return self.function("tanh", expr)
-
-    def _print_sinh(self, expr):
-        return self.function("sinh", expr)
-
     def typed(self, value: float) -> str:
         try:
             number = float(value)
@@ -202,24 +190,6 @@ class KernelPrinter(PythonCodePrinter):
         divisor = self.parenthesize(base, precedence(sp.Pow(sp.Symbol("x"), 2)), strict=False)
         return code + f"/{divisor}" * int(count)
 
-    def _print_exp_exact(self, expr):
-        return self.function("exp", expr)
-
-    _print_exp_shared = _print_exp_exact
-
-    # Printed only where the target's math library has them (expand_for_code keeps them then).
-    def _print_scaled_exp(self, expr):
-        return self.function("scaled_exp", expr)
-
-    def _print_scaled_expm1(self, expr):
-        return self.function("scaled_expm1", expr)
-
-    def _print_exp_minus(self, expr):
-        return self.function("exp_minus", expr)
-
-    def _print_expm1_exact(self, expr):
-        return self.function("expm1", expr)
-
     def _print_sign(self, expr):
         # numba's CUDA target has no np.sign: a target's library may name its own.
         if "sign" in self.math_library:
@@ -231,12 +201,6 @@ class KernelPrinter(PythonCodePrinter):
 
     def _print_loggamma(self, expr):
         return f"math.lgamma({self._print(expr.args[0])})"
-
-    def _print_log1p(self, expr):
-        return self.function("log1p", expr)
-
-    def _print_expm1(self, expr):
-        return self.function("expm1", expr)
 
     def _print_Max(self, expr):
         return self._nested("max", expr.args)
@@ -274,6 +238,19 @@ class KernelPrinter(PythonCodePrinter):
 
     def emptyPrinter(self, expr):
         raise CodegenError(f"cannot generate kernel code for {type(expr).__name__}: {expr}")
+
+
+# SymPy class name -> the math function printed for it (through KernelPrinter.function: a call
+# of the target's library or math.*, or the value of a constant). The print-only exp/expm1
+# forms print as exp/expm1; scaled_exp, scaled_expm1 and exp_minus reach the printer only where
+# the target's library has them (expand_for_code keeps them then).
+MATH_CALLS = {
+    "exp": "exp", "log": "log", "tanh": "tanh", "sinh": "sinh", "log1p": "log1p", "expm1": "expm1",
+    "exp_exact": "exp", "exp_shared": "exp", "expm1_exact": "expm1",
+    "scaled_exp": "scaled_exp", "scaled_expm1": "scaled_expm1", "exp_minus": "exp_minus",
+}
+for _class_name, _math_name in MATH_CALLS.items():
+    setattr(KernelPrinter, f"_print_{_class_name}", lambda self, expr, _name=_math_name: self.function(_name, expr))
 
 
 @dataclass(frozen=True)
