@@ -260,13 +260,11 @@ def _add_to_reduced_f64(one, one_low, r, w):
 @_kernel
 def exp_f64(x):
     """exp(x) for float64, within 1 ulp; overflows to inf above 709.78, subnormal below -708.4."""
-    x = np.float64(x)
+    # The same steps as the exp-with-data functions below (clamp, reduction, 1 + r + w): where a
+    # kernel calls both on one argument (Poisson: exp(p) and exp(p) - y), LLVM computes them once.
     # Clamped arguments still overflow/underflow in _scale_f64; NaN fails both tests and stays.
-    x = _select(x > 712.0, 712.0, x)
-    x = _select(x < -750.0, -750.0, x)
-    k, r, w = _expm1_reduced_f64(x)
-    value, _ = _add_to_reduced_f64(1.0, 0.0, r, w)
-    return _scale_f64(value, k)
+    k, value, _ = _exp_parts_f64(np.float64(x))
+    return _scale_f64(value, _clamp_int(k, 1100))
 
 
 @_kernel
@@ -652,22 +650,68 @@ def sinh_f32(x):
     return _select(x == 0.0, x, np.float32(_copysign_f64(result, np.float64(x))))
 
 
+# float32 exp with data: z and y are float32, so in float64 y*2^k is exact for |k| <= 433 and
+# exp(z) = (value + low) 2^k needs none of the float64 functions' exponent splitting. Cheaper,
+# with the same double-double exp and the same error bound.
+
+# |z| beyond which y*exp(z), for every finite nonzero float32 y (|log y| < 104), rounds to 0 or
+# inf in float32; clamped there, 2^k is a normal float64.
+_WIDE_DATA_LIMIT = 300.0
+
+
+@_kernel
+def _exp_parts_wide(z):
+    """(scale, value, low): exp(z) = scale (value + low), scale = 2^k a normal float64, for a
+    float32 z held in float64 (|z| beyond _WIDE_DATA_LIMIT is clamped; NaN stays NaN)."""
+    z = _select(z > _WIDE_DATA_LIMIT, _WIDE_DATA_LIMIT, z)
+    z = _select(z < -_WIDE_DATA_LIMIT, -_WIDE_DATA_LIMIT, z)
+    k, value, low = _exp_parts_f64(z)
+    return _pow2_f64(k), value, low
+
+
 @_kernel
 def scaled_exp_f32(z, y):
-    """y*exp(z) for float32: the float64 function rounded once (float32's range needs no clamp)."""
-    return np.float32(scaled_exp_f64(np.float64(np.float32(z)), np.float64(np.float32(y))))
+    """y*exp(z) for float32 (float64 inside, rounded once, correctly but for 2^-7 ulp): finite
+    wherever the product is; IEEE's y*exp(z) at z = +-inf."""
+    z = np.float64(np.float32(z))
+    y = np.float64(np.float32(y))
+    # No cancellation here: exp_f32's short polynomial (2^-30) is enough, as for exp_f32 itself.
+    clamped = _select(z > _WIDE_DATA_LIMIT, _WIDE_DATA_LIMIT, z)
+    clamped = _select(clamped < -_WIDE_DATA_LIMIT, -_WIDE_DATA_LIMIT, clamped)
+    k, u = _expm1_reduced_wide(clamped)
+    result = (y * _pow2_f64(k)) * (1.0 + u)  # y*2^k is exact
+    result = _select(z == np.inf, y * np.inf, result)
+    result = _select(z == -np.inf, y * 0.0, result)
+    return np.float32(result)
 
 
 @_kernel
 def scaled_expm1_f32(z, y):
-    """y*exp(z) - 1 for float32: the float64 function rounded once."""
-    return np.float32(scaled_expm1_f64(np.float64(np.float32(z)), np.float64(np.float32(y))))
+    """y*exp(z) - 1 for float32 (float64 inside), within the float64 function's bound: where the
+    product is near 1, Y*value - 1 is exact (FMA and Sterbenz) and exp's low part is added after."""
+    z = np.float64(np.float32(z))
+    y = np.float64(np.float32(y))
+    scale, value, low = _exp_parts_wide(z)
+    scaled = y * scale
+    high = scaled * value
+    high_error = _fma(scaled, value, -high)
+    result = ((high - 1.0) + high_error) + scaled * low
+    result = _select(abs(y) <= _LARGEST_FINITE, result, _data_special(z, y))
+    result = _select(z == np.inf, y * np.inf - 1.0, result)
+    result = _select(z == -np.inf, y * 0.0 - 1.0, result)
+    return np.float32(result)
 
 
 @_kernel
 def exp_minus_f32(z, y):
-    """exp(z) - y for float32: the float64 function rounded once."""
-    return np.float32(exp_minus_f64(np.float64(np.float32(z)), np.float64(np.float32(y))))
+    """exp(z) - y for float32 (float64 inside), within the float64 function's bound: where exp(z)
+    is near y, scale*value - y is exact (Sterbenz) and exp's low part is added after."""
+    z = np.float64(np.float32(z))
+    y = np.float64(np.float32(y))
+    scale, value, low = _exp_parts_wide(z)
+    result = (scale * value - y) + scale * low
+    result = _select(z == np.inf, np.inf - y, result)
+    return np.float32(result)
 
 
 KERNEL_MATH: dict[tuple[str, str], str] = {
