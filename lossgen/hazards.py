@@ -173,6 +173,13 @@ class _Analysis:
         self._exp_like(expr, a)
         return _monotone(math.exp, Bounds(max(a.lo, -800.0), min(a.hi, 800.0)))
 
+    bounds_exp_shared = bounds_exp  # the print-only exp of the code forms
+
+    def bounds_Quotient(self, expr):
+        # a / b**n, the lower stage's protected division
+        numerator, base, count = expr.args
+        return _mul(self.bounds(numerator), self.bounds_Pow(sp.Pow(base, -count, evaluate=False)))
+
     def bounds_cosh(self, expr):
         a = self.bounds(expr.args[0])
         if a.magnitude > self.log_max + math.log(2):
@@ -278,6 +285,12 @@ def find_hazards(expr: sp.Expr, domain: dict, dtype: str = "float64") -> list[Ha
             for h in analysis.hazards
         ]
     return analysis.hazards
+
+
+def value_bounds(expr: sp.Expr, bounds_of_symbols: dict, dtype: str = "float64") -> Bounds:
+    """An interval holding every value of `expr` with its symbols within `bounds_of_symbols`
+    ({Symbol: Bounds}; a symbol not named is unbounded). Sound, not tight."""
+    return _Analysis(bounds_of_symbols, dtype).bounds(expr)
 
 
 @dataclass(frozen=True)

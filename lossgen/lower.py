@@ -21,6 +21,7 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from . import rowwise
 from .errors import CodegenError
+from .hazards import Bounds, value_bounds
 from .functions import CUSTOM_FUNCTIONS
 from .stabilize import exp_exact, exp_shared, expand_for_code, expm1_exact, kept_for_library
 
@@ -307,6 +308,61 @@ def _code_forms(loss, outputs, dtype: str, keep) -> list[sp.Expr]:
     return forms
 
 
+# |b| within 2**-B .. 2**B: 1/b and its powers up to the fourth (Quotient's limit) are normal
+# numbers, so a*(1/b)**n is finite and accurate wherever a/b/.../b is.
+_RECIPROCAL_RANGE = {"float64": 250, "float32": 30}
+
+
+def _safe_denominator(bounds: Bounds, dtype: str) -> bool:
+    limit = 2.0 ** _RECIPROCAL_RANGE[dtype]
+    away_from_zero = bounds.lo >= 1 / limit or bounds.hi <= -1 / limit
+    return away_from_zero and bounds.magnitude <= limit
+
+
+def share_reciprocals(temporaries, reduced, symbol_bounds: dict, dtype: str):
+    """Where one denominator divides two or more times (sigmoid forms divide by 1 + exp(-|x|) in
+    every derivative term), compute its reciprocal once and multiply: a vector division costs
+    several multiplications. Only for a denominator whose interval (from the domains, see
+    hazards.value_bounds) keeps the reciprocal's powers normal; any other stays divided, so
+    0/tiny**2 still gives 0. Returns (temporaries, reduced) with the reciprocals placed after
+    the temporaries they read."""
+    known = dict(symbol_bounds)
+    for symbol, value in temporaries:
+        known[symbol] = value_bounds(value, known, dtype)
+    divisions: dict[sp.Expr, int] = {}
+    for expr in [value for _, value in temporaries] + list(reduced):
+        for quotient in expr.atoms(Quotient):
+            base = quotient.args[1]
+            divisions[base] = divisions.get(base, 0) + int(quotient.args[2])
+    shared = [b for b, count in divisions.items() if count >= 2 and _safe_denominator(value_bounds(b, known, dtype), dtype)]
+    if not shared:
+        return temporaries, reduced
+    reciprocal = {b: sp.Symbol(f"_r{i}", real=True) for i, b in enumerate(shared)}
+
+    def multiply(quotient):
+        numerator, base, count = quotient.args
+        return numerator * reciprocal[base] ** count if base in reciprocal else quotient
+
+    def rewrite(expr):
+        return expr.replace(lambda e: isinstance(e, Quotient), multiply)
+
+    order = {symbol: i for i, (symbol, _) in enumerate(temporaries)}
+    placed = {}
+    for base, symbol in reciprocal.items():
+        after = max((order[s] for s in base.free_symbols if s in order), default=-1)
+        placed.setdefault(after, []).append((symbol, Quotient(sp.S.One, base, 1)))
+    result = list(placed.get(-1, []))
+    for i, (symbol, value) in enumerate(temporaries):
+        result.append((symbol, rewrite(value)))
+        result.extend(placed.get(i, []))
+    return result, [rewrite(e) for e in reduced]
+
+
+def _symbol_bounds(loss) -> dict:
+    """{Symbol: Bounds} of a loss's inputs and params, from its domain facts."""
+    return {loss.symbol(name): Bounds.of(loss.domain[name]) for name in loss.spec.symbols if name in loss.domain}
+
+
 def lower(loss, dtype: str, math_library: Mapping[str, str] | None = None) -> LoweredLoss:
     """CSE and print a Loss's value, gradient and Hessian diagonal for one dtype, calling the
     functions of `math_library` (see KernelPrinter) where it has them."""
@@ -317,6 +373,7 @@ def lower(loss, dtype: str, math_library: Mapping[str, str] | None = None) -> Lo
     keep = kept_for_library(outputs, math_library or {})
     code_exprs = _code_forms(loss, outputs, dtype, keep)
     temporaries, reduced = _cse(code_exprs, "_t")
+    temporaries, reduced = share_reciprocals(temporaries, reduced, _symbol_bounds(loss), dtype)
     printer = KernelPrinter(dtype, math_library)
     printed_temps = tuple((sym.name, printer.doprint(value)) for sym, value in temporaries)
     printed = [printer.doprint(e) for e in reduced]

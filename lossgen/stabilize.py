@@ -640,6 +640,114 @@ def _log1pmx_code(x):
     return sp.Piecewise((series, sp.Abs(x) < sp.Rational(1, 4)), (log1p(x) - x, True))
 
 
+# A sigmoid pair mixed by data, c1*sigmoid(-x) + c2*sigmoid(x) with c1, c2 >= 0 (focal's
+# p_t = y*sigmoid(-p) + (1 - y)*sigmoid(p)), reaches the kernel in the log domain: its power is
+# exp(g*logaddexp(log(c1) + logsigmoid(-x), log(c2) + logsigmoid(x))), and the derivatives hold
+# sigmoid(+-(log(c1) - log(c2) + logsigmoid(-x) - logsigmoid(x))). Expanded term by term, that
+# is log(c1), log(c2), a second exp and a second log1p per sample. With e = exp(-|x|), the one
+# softplus(x) needs anyway,
+#     c1*sigmoid(-x) + c2*sigmoid(x) = (lead + other*e)/(1 + e),
+# lead = c2, other = c1 for x >= 0 (swapped for x < 0): a sum of non-negative terms, so its log
+# is one log, and each sigmoid above is one division. Where lead is 0 (a hard label), the sum is
+# other*e exactly, whose log, log(other) - |x|, stays finite after e underflows.
+
+
+def _log_coefficient(term: sp.Expr) -> sp.Expr | None:
+    """c for term = log(c) or log1p(u) (c = 1 + u); None otherwise."""
+    if isinstance(term, sp.log):
+        return term.args[0]
+    if isinstance(term, log1p):
+        return 1 + term.args[0]
+    return None
+
+
+def _scaled_logsigmoid(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
+    """(c, s) for expr = log(c) + logsigmoid(s); c = 1 for logsigmoid(s) alone."""
+    terms = sp.Add.make_args(expr)
+    sigmoids = [t for t in terms if isinstance(t, logsigmoid)]
+    rest = [t for t in terms if not isinstance(t, logsigmoid)]
+    if len(sigmoids) != 1 or len(rest) > 1:
+        return None
+    coefficient = _log_coefficient(rest[0]) if rest else sp.S.One
+    return None if coefficient is None else (coefficient, sigmoids[0].args[0])
+
+
+def _pair_parts(c_minus, c_plus, x):
+    """(x, e, total, lead_is_zero) with c_minus*sigmoid(-x) + c_plus*sigmoid(x) = total/(1 + e):
+    x is oriented one way for the pair and its mirror (c_plus, c_minus, -x), so that the
+    logaddexp and both sigmoids of one pair share e and total."""
+    if x.could_extract_minus_sign():
+        c_minus, c_plus, x = c_plus, c_minus, -x
+    e = sp.exp(-sp.Abs(x))
+    nonnegative = x >= 0
+    lead = sp.Piecewise((c_plus, nonnegative), (c_minus, True))
+    other = sp.Piecewise((c_minus, nonnegative), (c_plus, True))
+    return x, e, lead, other, sp.Eq(lead, 0)
+
+
+def _pair_logaddexp(node):
+    """logaddexp(log(c1) + logsigmoid(-x), log(c2) + logsigmoid(x)) = log(c1*sigmoid(-x) + c2*sigmoid(x))."""
+    a, b = (_scaled_logsigmoid(arg) for arg in node.args)
+    if a is None or b is None or sp.expand(a[1] + b[1]) != 0:
+        return None
+    (c_minus, _), (c_plus, x) = a, b
+    x, e, lead, other, lead_is_zero = _pair_parts(c_minus, c_plus, x)
+    log_sum = sp.log(sp.Piecewise((other, lead_is_zero), (lead + other * e, True)))
+    return log_sum - sp.Piecewise((sp.Abs(x), lead_is_zero), (0, True)) - log1p(e)
+
+
+def _pair_sigmoid(node):
+    """sigmoid(log(c1) - log(c2) + logsigmoid(s) - logsigmoid(-s)): the share of c1*sigmoid(s)
+    in c1*sigmoid(s) + c2*sigmoid(-s), one division."""
+    logs, logsigmoids = [], []
+    for term in sp.Add.make_args(node.args[0]):
+        coefficient, factor = term.as_coeff_Mul()
+        if coefficient not in (1, -1):
+            return None
+        if isinstance(factor, logsigmoid):
+            logsigmoids.append((coefficient, factor.args[0]))
+        elif _log_coefficient(factor) is not None:
+            logs.append((coefficient, _log_coefficient(factor)))
+        else:
+            return None
+    ups = [c for sign, c in logs if sign == 1]
+    downs = [c for sign, c in logs if sign == -1]
+    if len(logsigmoids) != 2 or sorted(c for c, _ in logsigmoids) != [-1, 1] or len(ups) > 1 or len(downs) > 1:
+        return None
+    (_, s_up), (_, s_down) = sorted(logsigmoids, key=lambda pair: -pair[0])
+    if sp.expand(s_up + s_down) != 0:
+        return None
+    c_up, c_down = (ups or [sp.S.One])[0], (downs or [sp.S.One])[0]
+    # c_up goes with sigmoid(s_up) = sigmoid(-s_down): the pair (c_up, c_down, s_down).
+    x, e, lead, other, lead_is_zero = _pair_parts(c_up, c_down, s_down)
+    up_is_minus = x == s_down  # after orientation, is c_up's sigmoid sigmoid(-x)?
+    nonnegative = x >= 0
+    # c_up*sigmoid(-+x)*(1 + e): the factor is e on the side where that sigmoid is small.
+    up_part = c_up * (sp.Piecewise((e, nonnegative), (1, True)) if up_is_minus else sp.Piecewise((1, nonnegative), (e, True)))
+    # lead = 0 leaves one term: the share is 1 if it is c_up's, 0 if not (0/0 once e underflows).
+    up_is_lead = sp.Piecewise((sp.S.Zero if up_is_minus else sp.S.One, nonnegative), (sp.S.One if up_is_minus else sp.S.Zero, True))
+    return sp.Piecewise((1 - up_is_lead, lead_is_zero), (up_part / (lead + other * e), True))
+
+
+PAIR_FORMS: dict[type, Callable[[sp.Expr], sp.Expr | None]] = {
+    logaddexp: _pair_logaddexp,
+    sigmoid: _pair_sigmoid,
+}
+
+
+def _sigmoid_pair_forms(expr: sp.Expr) -> sp.Expr:
+    """Replace the sigmoid-pair nodes of PAIR_FORMS by their one-log, one-division forms; before
+    the other expansions, which would take their logsigmoid arguments apart."""
+    forms = {}
+    for node in sp.preorder_traversal(expr):
+        rewrite = PAIR_FORMS.get(type(node))
+        if rewrite is not None and node not in forms:
+            form = rewrite(node)
+            if form is not None:
+                forms[node] = form
+    return expr.xreplace(forms) if forms else expr
+
+
 EXPANSIONS: dict[type, Callable[..., sp.Expr]] = {
     scaled_exp: _scaled_exp_code,
     scaled_expm1: _scaled_expm1_code,
@@ -686,5 +794,5 @@ def expand_for_code(expr: sp.Expr, dtype: str = "float64", keep=()) -> sp.Expr:
     def expands(e):
         return type(e) in EXPANSIONS and getattr(type(e), "__name__", "") not in keep
 
-    expanded = expr.replace(expands, lambda e: EXPANSIONS[type(e)](*e.args))
+    expanded = _sigmoid_pair_forms(expr).replace(expands, lambda e: EXPANSIONS[type(e)](*e.args))
     return expanded.xreplace({LOG_MAX: LOG_MAX_BY_DTYPE[dtype]})

@@ -183,3 +183,40 @@ def test_constant_forms_of_logcosh_stay_comparable_inside_max():
     result = loss.compile(reduction="none")(np.zeros(2), np.array([0.0, 1.0]))
     expected = math.cosh(7.0) + math.log1p(math.exp(-math.cosh(7.0)))  # log(1 + exp(cosh 7))
     assert result.loss == pytest.approx([expected, expected + 1.0], rel=1e-15)
+
+
+def test_a_bounded_denominator_is_inverted_once_and_multiplied():
+    # bce_with_logits divides by 1 + exp(-|p|), which lies in [1, 2], in every derivative term.
+    lowered = lower(lg.get("bce_with_logits"), "float64", _cpu_library())
+    reciprocals = [(name, value) for name, value in lowered.temporaries if name.startswith("_r")]
+    assert len(reciprocals) == 1 and reciprocals[0][1].startswith("1.0/"), lowered.temporaries
+    outputs = " ".join((*lowered.grad, *lowered.hess))
+    assert "/" not in outputs and reciprocals[0][0] in outputs, outputs
+
+
+def test_a_denominator_that_can_be_tiny_stays_divided():
+    # p in (0, 1): 1/p**2 overflows at p = 1e-160 where y/p/p is finite, so p keeps its divisions,
+    # while 1 - p >= 2**-53 (float64) may be inverted but not in float32 (its reciprocal's square
+    # would pass 2**60 there).
+    loss = lg.Loss("ratio", "y/p + y/(1 - p)", inputs=["y", "p"], wrt="p", domain={"p": "(0, 1)", "y": "[0, 1]"})
+    code64 = _code(lower(loss, "float64"))
+    assert "/p/p" in code64 and "1.0/" in code64, code64
+    assert "1.0/" not in _code(lower(loss, "float32"))
+    result = loss.compile(reduction="none")(np.array([1e-300]), np.array([1e-160]))
+    assert result.grad[0] == pytest.approx(-1e20 + 1e-300, rel=1e-14)
+    assert result.hess[0] == pytest.approx(2e180, rel=1e-14)
+
+
+def test_share_reciprocals_places_each_reciprocal_after_what_it_reads():
+    from lossgen.hazards import Bounds
+    from lossgen.lower import Quotient, share_reciprocals
+
+    x, t0, t1 = sp.symbols("x _t0 _t1", real=True)
+    temporaries = [(t0, sp.exp(-sp.Abs(x))), (t1, t0 + 1)]
+    reduced = [Quotient(x, t1, 1) + Quotient(sp.S(2), t1, 2), Quotient(x, x, 2)]
+    new_temps, new_reduced = share_reciprocals(temporaries, reduced, {x: Bounds(-5.0, 5.0)}, "float64")
+    names = [str(s) for s, _ in new_temps]
+    assert names == ["_t0", "_t1", "_r0"] and new_temps[2][1] == Quotient(sp.S.One, t1, 1)
+    r0 = new_temps[2][0]
+    assert sp.simplify(new_reduced[0] - (x * r0 + 2 * r0**2)) == 0
+    assert new_reduced[1] == Quotient(x, x, 2)  # x can be 0: divided, as written

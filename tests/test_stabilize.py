@@ -2,6 +2,7 @@
 naive way verify to full precision where they would overflow or cancel as written."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -154,3 +155,44 @@ def test_a_power_times_log_squared_is_zero_where_the_power_is():
     result = loss.compile(reduction="none")(np.array([0.0, 0.5]), np.array([-4.72, 2.0]))
     assert result.grad[0] == 0.0 and result.hess[0] == 0.0
     assert result.hess[1] == pytest.approx(4 * math.log(0.5) ** 2 * 0.5**-4.0, rel=1e-14)
+
+
+# A sigmoid pair mixed by data, raised to a power: focal's modulating factor, and the same shape
+# mirrored or on a shifted argument. Their kernels take one log of the pair's sum, not log(y) and
+# log1p(-y), and stay exact for hard labels after exp(-|z|) underflows.
+SIGMOID_PAIR_POWERS = [
+    ("focal_factor", "(z**2 + 1)*(y*sigmoid(-z) + (1 - y)*sigmoid(z))**g", 0.5),
+    ("mirrored", "softplus(z)*((1 - y)*sigmoid(z) + y*sigmoid(-z))**g", 3.7),
+    ("shifted", "(y*sigmoid(1 - 2*z) + (1 - y)*sigmoid(2*z - 1))**g*(z - y)**2", 2.0),
+]
+
+
+def _pair_loss(name, formula, g):
+    return lg.Loss(name, formula, inputs=["y", "z"], wrt="z", params={"g": g}, domain={"y": "[0, 1]", "g": "[0, oo)"})
+
+
+@pytest.mark.parametrize("name, formula, g", SIGMOID_PAIR_POWERS, ids=[c[0] for c in SIGMOID_PAIR_POWERS])
+def test_sigmoid_pair_powers_verify_with_one_log(name, formula, g):
+    loss = _pair_loss(name, formula, g)
+    source = loss.compile().source
+    assert not re.search(r"log_f64\(y\)|log1p_f64\(-y\)", source), source
+    body = source.split("def per_sample(")[1].split("def ")[0]
+    calls = re.findall(r"\b(exp|expm1|log|log1p)_f64\(", body)
+    assert sorted(calls) == ["exp", "exp", "log", "log1p"], calls
+    for dtype in ("float64", "float32"):
+        report = lg.verify(loss, n=100, dtype=dtype)
+        assert report.ok, report.failures
+
+
+def test_focal_with_a_hard_label_stays_exact_after_exp_underflows():
+    # y = 1, z = 800: the pair's sum is exp(-800) (0 in float64), its power exp(-400) is not.
+    loss = _pair_loss(*SIGMOID_PAIR_POWERS[0])
+    result = loss.compile(reduction="none")(np.array([1.0, 0.0, 0.3]), np.array([800.0, -800.0, 30.0]))
+    import mpmath
+
+    with mpmath.workdps(60):
+        for i, (y, z) in enumerate([(1, 800), (0, -800), (mpmath.mpf(0.3), 30)]):
+            sig = lambda t: 1 / (1 + mpmath.exp(-t))  # noqa: E731
+            exact = (mpmath.mpf(z) ** 2 + 1) * (y * sig(-z) + (1 - y) * sig(z)) ** mpmath.mpf(0.5)
+            assert float(result.loss[i]) == pytest.approx(float(exact), rel=1e-13), (y, z)
+            assert result.loss[i] > 0

@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: bce (float64) -- Binary cross-entropy on a probability p; binary classification; as torch binary_cross_entropy without its log clamp at -100.
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 2; operations: 16
+# Intermediate terms: 3; operations: 18
 import math
 
 import numpy as np
@@ -23,9 +23,10 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = 1.0 - y
         _t1 = 1.0 - p
+        _r0 = 1.0/_t1
         _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
-        _grad_p = _t0/_t1 + (-y)/p
-        _hess_p = _t0/_t1/_t1 + y/p/p
+        _grad_p = _r0*_t0 + (-y)/p
+        _hess_p = (_r0*_r0)*_t0 + y/p/p
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -48,9 +49,10 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = 1.0 - y
             _t1 = 1.0 - p
+            _r0 = 1.0/_t1
             _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
-            _grad_p = _t0/_t1 + (-y)/p
-            _hess_p = _t0/_t1/_t1 + y/p/p
+            _grad_p = _r0*_t0 + (-y)/p
+            _hess_p = (_r0*_r0)*_t0 + y/p/p
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -69,9 +71,10 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         p = p_arr[_i]
         _t0 = 1.0 - y
         _t1 = 1.0 - p
+        _r0 = 1.0/_t1
         _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
-        _grad_p = _t0/_t1 + (-y)/p
-        _hess_p = _t0/_t1/_t1 + y/p/p
+        _grad_p = _r0*_t0 + (-y)/p
+        _hess_p = (_r0*_r0)*_t0 + y/p/p
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -94,9 +97,10 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = 1.0 - y
             _t1 = 1.0 - p
+            _r0 = 1.0/_t1
             _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
-            _grad_p = _t0/_t1 + (-y)/p
-            _hess_p = _t0/_t1/_t1 + y/p/p
+            _grad_p = _r0*_t0 + (-y)/p
+            _hess_p = (_r0*_r0)*_t0 + y/p/p
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -115,9 +119,10 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         p = p_arr[_i]
         _t0 = 1.0 - y
         _t1 = 1.0 - p
+        _r0 = 1.0/_t1
         _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
-        _grad_p = _t0/_t1 + (-y)/p
-        _hess_p = _t0/_t1/_t1 + y/p/p
+        _grad_p = _r0*_t0 + (-y)/p
+        _hess_p = (_r0*_r0)*_t0 + y/p/p
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -141,9 +146,10 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             p = p_arr[_i]
             _t0 = 1.0 - y
             _t1 = 1.0 - p
+            _r0 = 1.0/_t1
             _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
-            _grad_p = _t0/_t1 + (-y)/p
-            _hess_p = _t0/_t1/_t1 + y/p/p
+            _grad_p = _r0*_t0 + (-y)/p
+            _hess_p = (_r0*_r0)*_t0 + y/p/p
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -163,9 +169,10 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
         p = p_arr[_i]
         _t0 = 1.0 - y
         _t1 = 1.0 - p
+        _r0 = 1.0/_t1
         _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
-        _grad_p = _t0/_t1 + (-y)/p
-        _hess_p = _t0/_t1/_t1 + y/p/p
+        _grad_p = _r0*_t0 + (-y)/p
+        _hess_p = (_r0*_r0)*_t0 + y/p/p
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -189,9 +196,10 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             p = p_arr[_i]
             _t0 = 1.0 - y
             _t1 = 1.0 - p
+            _r0 = 1.0/_t1
             _loss = -_t0*log1p_f64(-p) - y*log_f64(p)
-            _grad_p = _t0/_t1 + (-y)/p
-            _hess_p = _t0/_t1/_t1 + y/p/p
+            _grad_p = _r0*_t0 + (-y)/p
+            _hess_p = (_r0*_r0)*_t0 + y/p/p
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: bce_with_logits (float32) -- Binary cross-entropy on a logit p; binary classification; as torch binary_cross_entropy_with_logits.
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 8; operations: 27
+# Intermediate terms: 9; operations: 29
 import math
 
 import numpy as np
@@ -27,11 +27,12 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
         _t4 = _t2*_t3
         _t5 = _t0 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t5
         _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
         _t7 = _t6*y
         _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
-        _grad_p = _t4/_t5 + (-_t7)/_t5
-        _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
+        _grad_p = _r0*_t4 - _r0*_t7
+        _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -58,11 +59,12 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
             _t4 = _t2*_t3
             _t5 = _t0 + np.float32(1.0)
+            _r0 = np.float32(1.0)/_t5
             _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
             _t7 = _t6*y
             _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
-            _grad_p = _t4/_t5 + (-_t7)/_t5
-            _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
+            _grad_p = _r0*_t4 - _r0*_t7
+            _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -85,11 +87,12 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
         _t4 = _t2*_t3
         _t5 = _t0 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t5
         _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
         _t7 = _t6*y
         _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
-        _grad_p = _t4/_t5 + (-_t7)/_t5
-        _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
+        _grad_p = _r0*_t4 - _r0*_t7
+        _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -116,11 +119,12 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
             _t4 = _t2*_t3
             _t5 = _t0 + np.float32(1.0)
+            _r0 = np.float32(1.0)/_t5
             _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
             _t7 = _t6*y
             _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
-            _grad_p = _t4/_t5 + (-_t7)/_t5
-            _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
+            _grad_p = _r0*_t4 - _r0*_t7
+            _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -143,11 +147,12 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
         _t4 = _t2*_t3
         _t5 = _t0 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t5
         _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
         _t7 = _t6*y
         _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
-        _grad_p = _t4/_t5 + (-_t7)/_t5
-        _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
+        _grad_p = _r0*_t4 - _r0*_t7
+        _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -175,11 +180,12 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
             _t4 = _t2*_t3
             _t5 = _t0 + np.float32(1.0)
+            _r0 = np.float32(1.0)/_t5
             _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
             _t7 = _t6*y
             _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
-            _grad_p = _t4/_t5 + (-_t7)/_t5
-            _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
+            _grad_p = _r0*_t4 - _r0*_t7
+            _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -203,11 +209,12 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
         _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
         _t4 = _t2*_t3
         _t5 = _t0 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t5
         _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
         _t7 = _t6*y
         _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
-        _grad_p = _t4/_t5 + (-_t7)/_t5
-        _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
+        _grad_p = _r0*_t4 - _r0*_t7
+        _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -235,11 +242,12 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             _t3 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t0)
             _t4 = _t2*_t3
             _t5 = _t0 + np.float32(1.0)
+            _r0 = np.float32(1.0)/_t5
             _t6 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t0)
             _t7 = _t6*y
             _loss = _t2*(_t1 + max(np.float32(0.0), p)) + y*(_t1 + max(np.float32(0.0), -p))
-            _grad_p = _t4/_t5 + (-_t7)/_t5
-            _hess_p = (_t3*_t7)/_t5/_t5 + (_t4*_t6)/_t5/_t5
+            _grad_p = _r0*_t4 - _r0*_t7
+            _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

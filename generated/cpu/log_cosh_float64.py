@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: log_cosh (float64) -- log(cosh(p - y)) on a value: smooth, quadratic near 0 and linear far out; regression with outliers.
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 8; operations: 25
+# Intermediate terms: 9; operations: 27
 import math
 
 import numpy as np
@@ -29,9 +29,10 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         _t5 = exp_f64(_t3)
         _t6 = (_t5*_t5)
         _t7 = _t6 + 1.0
+        _r0 = 1.0/_t7
         _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
-        _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
-        _hess_p = (4.0*_t6)/_t7/_t7
+        _grad_p = -_r0*_t4*(_t4 + 2.0)*np.sign(_t0)
+        _hess_p = 4.0*(_r0*_r0)*_t6
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -60,9 +61,10 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _t5 = exp_f64(_t3)
             _t6 = (_t5*_t5)
             _t7 = _t6 + 1.0
+            _r0 = 1.0/_t7
             _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
-            _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
-            _hess_p = (4.0*_t6)/_t7/_t7
+            _grad_p = -_r0*_t4*(_t4 + 2.0)*np.sign(_t0)
+            _hess_p = 4.0*(_r0*_r0)*_t6
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -87,9 +89,10 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         _t5 = exp_f64(_t3)
         _t6 = (_t5*_t5)
         _t7 = _t6 + 1.0
+        _r0 = 1.0/_t7
         _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
-        _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
-        _hess_p = (4.0*_t6)/_t7/_t7
+        _grad_p = -_r0*_t4*(_t4 + 2.0)*np.sign(_t0)
+        _hess_p = 4.0*(_r0*_r0)*_t6
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -118,9 +121,10 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _t5 = exp_f64(_t3)
             _t6 = (_t5*_t5)
             _t7 = _t6 + 1.0
+            _r0 = 1.0/_t7
             _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
-            _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
-            _hess_p = (4.0*_t6)/_t7/_t7
+            _grad_p = -_r0*_t4*(_t4 + 2.0)*np.sign(_t0)
+            _hess_p = 4.0*(_r0*_r0)*_t6
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -145,9 +149,10 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         _t5 = exp_f64(_t3)
         _t6 = (_t5*_t5)
         _t7 = _t6 + 1.0
+        _r0 = 1.0/_t7
         _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
-        _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
-        _hess_p = (4.0*_t6)/_t7/_t7
+        _grad_p = -_r0*_t4*(_t4 + 2.0)*np.sign(_t0)
+        _hess_p = 4.0*(_r0*_r0)*_t6
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -177,9 +182,10 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             _t5 = exp_f64(_t3)
             _t6 = (_t5*_t5)
             _t7 = _t6 + 1.0
+            _r0 = 1.0/_t7
             _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
-            _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
-            _hess_p = (4.0*_t6)/_t7/_t7
+            _grad_p = -_r0*_t4*(_t4 + 2.0)*np.sign(_t0)
+            _hess_p = 4.0*(_r0*_r0)*_t6
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -205,9 +211,10 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
         _t5 = exp_f64(_t3)
         _t6 = (_t5*_t5)
         _t7 = _t6 + 1.0
+        _r0 = 1.0/_t7
         _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
-        _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
-        _hess_p = (4.0*_t6)/_t7/_t7
+        _grad_p = -_r0*_t4*(_t4 + 2.0)*np.sign(_t0)
+        _hess_p = 4.0*(_r0*_r0)*_t6
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -237,9 +244,10 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             _t5 = exp_f64(_t3)
             _t6 = (_t5*_t5)
             _t7 = _t6 + 1.0
+            _r0 = 1.0/_t7
             _loss = (0.0 if _t2 else _t1 - 0.6931471805599453) + log1p_f64((((0.5)*(_t4*_t4))/_t5 if _t2 else _t6))
-            _grad_p = (-_t4*(_t4 + 2.0)*np.sign(_t0))/_t7
-            _hess_p = (4.0*_t6)/_t7/_t7
+            _grad_p = -_r0*_t4*(_t4 + 2.0)*np.sign(_t0)
+            _hess_p = 4.0*(_r0*_r0)*_t6
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

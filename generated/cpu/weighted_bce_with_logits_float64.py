@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: weighted_bce_with_logits (float64) -- Binary cross-entropy on a logit p with positives weighted by pos_weight; class imbalance; as torch BCEWithLogitsLoss(pos_weight).
 # Inputs: y, p; params: pos_weight; wrt: p
-# Intermediate terms: 9; operations: 28
+# Intermediate terms: 10; operations: 30
 import math
 
 import numpy as np
@@ -28,11 +28,12 @@ def per_sample(y_arr, p_arr, pos_weight, _loss_out, _grad_p_out, _hess_p_out):
         _t4 = (1.0 if (p >= 0.0) else _t1)
         _t5 = _t0*_t4
         _t6 = _t1 + 1.0
+        _r0 = 1.0/_t6
         _t7 = (1.0 if (p <= 0.0) else _t1)
         _t8 = _t3*_t7
         _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _grad_p = _r0*_t5 - _r0*_t8
+        _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -60,11 +61,12 @@ def reduced(y_arr, p_arr, pos_weight, _scale, _grad_p_out, _hess_p_out):
             _t4 = (1.0 if (p >= 0.0) else _t1)
             _t5 = _t0*_t4
             _t6 = _t1 + 1.0
+            _r0 = 1.0/_t6
             _t7 = (1.0 if (p <= 0.0) else _t1)
             _t8 = _t3*_t7
             _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
-            _grad_p = _t5/_t6 + (-_t8)/_t6
-            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+            _grad_p = _r0*_t5 - _r0*_t8
+            _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -88,11 +90,12 @@ def per_sample_serial(y_arr, p_arr, pos_weight, _loss_out, _grad_p_out, _hess_p_
         _t4 = (1.0 if (p >= 0.0) else _t1)
         _t5 = _t0*_t4
         _t6 = _t1 + 1.0
+        _r0 = 1.0/_t6
         _t7 = (1.0 if (p <= 0.0) else _t1)
         _t8 = _t3*_t7
         _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _grad_p = _r0*_t5 - _r0*_t8
+        _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -120,11 +123,12 @@ def reduced_serial(y_arr, p_arr, pos_weight, _scale, _grad_p_out, _hess_p_out):
             _t4 = (1.0 if (p >= 0.0) else _t1)
             _t5 = _t0*_t4
             _t6 = _t1 + 1.0
+            _r0 = 1.0/_t6
             _t7 = (1.0 if (p <= 0.0) else _t1)
             _t8 = _t3*_t7
             _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
-            _grad_p = _t5/_t6 + (-_t8)/_t6
-            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+            _grad_p = _r0*_t5 - _r0*_t8
+            _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
             _losses[_i - _start] = np.float64(_loss)
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
@@ -148,11 +152,12 @@ def per_sample_weighted(y_arr, p_arr, pos_weight, _weight, _loss_out, _grad_p_ou
         _t4 = (1.0 if (p >= 0.0) else _t1)
         _t5 = _t0*_t4
         _t6 = _t1 + 1.0
+        _r0 = 1.0/_t6
         _t7 = (1.0 if (p <= 0.0) else _t1)
         _t8 = _t3*_t7
         _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _grad_p = _r0*_t5 - _r0*_t8
+        _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -181,11 +186,12 @@ def reduced_weighted(y_arr, p_arr, pos_weight, _weight, _scale, _grad_p_out, _he
             _t4 = (1.0 if (p >= 0.0) else _t1)
             _t5 = _t0*_t4
             _t6 = _t1 + 1.0
+            _r0 = 1.0/_t6
             _t7 = (1.0 if (p <= 0.0) else _t1)
             _t8 = _t3*_t7
             _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
-            _grad_p = _t5/_t6 + (-_t8)/_t6
-            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+            _grad_p = _r0*_t5 - _r0*_t8
+            _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale
@@ -210,11 +216,12 @@ def per_sample_weighted_serial(y_arr, p_arr, pos_weight, _weight, _loss_out, _gr
         _t4 = (1.0 if (p >= 0.0) else _t1)
         _t5 = _t0*_t4
         _t6 = _t1 + 1.0
+        _r0 = 1.0/_t6
         _t7 = (1.0 if (p <= 0.0) else _t1)
         _t8 = _t3*_t7
         _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _grad_p = _r0*_t5 - _r0*_t8
+        _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -243,11 +250,12 @@ def reduced_weighted_serial(y_arr, p_arr, pos_weight, _weight, _scale, _grad_p_o
             _t4 = (1.0 if (p >= 0.0) else _t1)
             _t5 = _t0*_t4
             _t6 = _t1 + 1.0
+            _r0 = 1.0/_t6
             _t7 = (1.0 if (p <= 0.0) else _t1)
             _t8 = _t3*_t7
             _loss = _t0*(_t2 + max(0.0, p)) + _t3*(_t2 + max(0.0, -p))
-            _grad_p = _t5/_t6 + (-_t8)/_t6
-            _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+            _grad_p = _r0*_t5 - _r0*_t8
+            _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
             _w = _weight[_i]
             _losses[_i - _start] = np.float64(_w * _loss)
             _grad_p_out[_i] = _w * _grad_p / _scale

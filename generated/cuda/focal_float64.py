@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: focal (float64) -- Focal loss on a logit p: down-weights easy examples; class imbalance, dense detection; as torchvision.ops.sigmoid_focal_loss.
 # Inputs: y, p; params: alpha, gamma; wrt: p
-# Intermediate terms: 25; operations: 108
+# Intermediate terms: 23; operations: 103
 import math
 
 import numpy as np
@@ -17,34 +17,32 @@ def per_sample(y_arr, p_arr, alpha, gamma, _loss_out, _grad_p_out, _hess_p_out):
     for _i in range(cuda.grid(1), _loss_out.shape[0], cuda.gridsize(1)):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = -p
-        _t1 = math.exp(-abs(p))
+        _t0 = abs(p)
+        _t1 = math.exp(-_t0)
         _t2 = math.log1p(_t1)
         _t3 = 1.0 - y
-        _t4 = -_t2
-        _t5 = math.log(y) + min(0.0, _t0)
-        _t6 = min(0.0, p)
-        _t7 = math.log1p(-y)
-        _t8 = _t5 - _t6 - _t7
-        _t9 = math.exp(-abs(_t8))
-        _t10 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
-        _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-        _t12 = (1.0 if (p >= 0.0) else _t1)
-        _t13 = _t12*_t3
-        _t14 = _t1 + 1.0
-        _t15 = (1.0 if (p <= 0.0) else _t1)
-        _t16 = _t15*y
-        _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
-        _t18 = (1.0 if (_t8 <= 0.0) else _t9)
-        _t19 = _t15*_t18
-        _t20 = _t9 + 1.0
-        _t21 = (1.0 if (_t8 >= 0.0) else _t9)
-        _t22 = _t12*_t21
-        _t23 = (_t19/_t14)/_t20 + ((-_t22)/_t14)/_t20
-        _t24 = _t11*gamma
-        _loss = _t11
-        _grad_p = _t17 + _t23*_t24
-        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*(((-_t12*_t19)/_t14/_t14)/_t20 + ((-_t15*_t22)/_t14/_t14)/_t20 + ((-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14)/_t20/_t20 + ((_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14)/_t20/_t20)
+        _t4 = (p >= 0.0)
+        _t5 = (y if _t4 else _t3)
+        _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+        _t7 = _t1*_t5 + (_t3 if _t4 else y)
+        _t8 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(-_t2 - (_t0 if _t6 else 0.0) + math.log((_t5 if _t6 else _t7))))
+        _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))
+        _t10 = (1.0 if _t4 else _t1)
+        _t11 = _t10*_t3
+        _t12 = _t1 + 1.0
+        _r0 = 1.0/_t12
+        _t13 = (1.0 if (p <= 0.0) else _t1)
+        _t14 = _t13*y
+        _t15 = _t8*(_r0*_t11 - _r0*_t14)
+        _t16 = (1.0 - (1.0 if _t4 else 0.0) if _t6 else _t11/_t7)
+        _t17 = _t13*_t16
+        _t18 = (1.0 - (0.0 if _t4 else 1.0) if _t6 else (y*(_t1 if _t4 else 1.0))/_t7)
+        _t19 = _t10*_t18
+        _t20 = _r0*_t17 - _r0*_t19
+        _t21 = _t9*gamma
+        _loss = _t9
+        _grad_p = _t15 + _t20*_t21
+        _hess_p = 2.0*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -57,34 +55,32 @@ def reduced(y_arr, p_arr, alpha, gamma, _scale, _partial, _grad_p_out, _hess_p_o
     for _i in range(cuda.grid(1), _grad_p_out.shape[0], cuda.gridsize(1)):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = -p
-        _t1 = math.exp(-abs(p))
+        _t0 = abs(p)
+        _t1 = math.exp(-_t0)
         _t2 = math.log1p(_t1)
         _t3 = 1.0 - y
-        _t4 = -_t2
-        _t5 = math.log(y) + min(0.0, _t0)
-        _t6 = min(0.0, p)
-        _t7 = math.log1p(-y)
-        _t8 = _t5 - _t6 - _t7
-        _t9 = math.exp(-abs(_t8))
-        _t10 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
-        _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-        _t12 = (1.0 if (p >= 0.0) else _t1)
-        _t13 = _t12*_t3
-        _t14 = _t1 + 1.0
-        _t15 = (1.0 if (p <= 0.0) else _t1)
-        _t16 = _t15*y
-        _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
-        _t18 = (1.0 if (_t8 <= 0.0) else _t9)
-        _t19 = _t15*_t18
-        _t20 = _t9 + 1.0
-        _t21 = (1.0 if (_t8 >= 0.0) else _t9)
-        _t22 = _t12*_t21
-        _t23 = (_t19/_t14)/_t20 + ((-_t22)/_t14)/_t20
-        _t24 = _t11*gamma
-        _loss = _t11
-        _grad_p = _t17 + _t23*_t24
-        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*(((-_t12*_t19)/_t14/_t14)/_t20 + ((-_t15*_t22)/_t14/_t14)/_t20 + ((-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14)/_t20/_t20 + ((_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14)/_t20/_t20)
+        _t4 = (p >= 0.0)
+        _t5 = (y if _t4 else _t3)
+        _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+        _t7 = _t1*_t5 + (_t3 if _t4 else y)
+        _t8 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(-_t2 - (_t0 if _t6 else 0.0) + math.log((_t5 if _t6 else _t7))))
+        _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))
+        _t10 = (1.0 if _t4 else _t1)
+        _t11 = _t10*_t3
+        _t12 = _t1 + 1.0
+        _r0 = 1.0/_t12
+        _t13 = (1.0 if (p <= 0.0) else _t1)
+        _t14 = _t13*y
+        _t15 = _t8*(_r0*_t11 - _r0*_t14)
+        _t16 = (1.0 - (1.0 if _t4 else 0.0) if _t6 else _t11/_t7)
+        _t17 = _t13*_t16
+        _t18 = (1.0 - (0.0 if _t4 else 1.0) if _t6 else (y*(_t1 if _t4 else 1.0))/_t7)
+        _t19 = _t10*_t18
+        _t20 = _r0*_t17 - _r0*_t19
+        _t21 = _t9*gamma
+        _loss = _t9
+        _grad_p = _t15 + _t20*_t21
+        _hess_p = 2.0*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
         _sum += np.float64(_loss)
         _grad_p_out[_i] = _grad_p / _scale
         _hess_p_out[_i] = _hess_p / _scale
@@ -98,34 +94,32 @@ def per_sample_weighted(y_arr, p_arr, alpha, gamma, _weight, _loss_out, _grad_p_
     for _i in range(cuda.grid(1), _loss_out.shape[0], cuda.gridsize(1)):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = -p
-        _t1 = math.exp(-abs(p))
+        _t0 = abs(p)
+        _t1 = math.exp(-_t0)
         _t2 = math.log1p(_t1)
         _t3 = 1.0 - y
-        _t4 = -_t2
-        _t5 = math.log(y) + min(0.0, _t0)
-        _t6 = min(0.0, p)
-        _t7 = math.log1p(-y)
-        _t8 = _t5 - _t6 - _t7
-        _t9 = math.exp(-abs(_t8))
-        _t10 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
-        _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-        _t12 = (1.0 if (p >= 0.0) else _t1)
-        _t13 = _t12*_t3
-        _t14 = _t1 + 1.0
-        _t15 = (1.0 if (p <= 0.0) else _t1)
-        _t16 = _t15*y
-        _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
-        _t18 = (1.0 if (_t8 <= 0.0) else _t9)
-        _t19 = _t15*_t18
-        _t20 = _t9 + 1.0
-        _t21 = (1.0 if (_t8 >= 0.0) else _t9)
-        _t22 = _t12*_t21
-        _t23 = (_t19/_t14)/_t20 + ((-_t22)/_t14)/_t20
-        _t24 = _t11*gamma
-        _loss = _t11
-        _grad_p = _t17 + _t23*_t24
-        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*(((-_t12*_t19)/_t14/_t14)/_t20 + ((-_t15*_t22)/_t14/_t14)/_t20 + ((-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14)/_t20/_t20 + ((_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14)/_t20/_t20)
+        _t4 = (p >= 0.0)
+        _t5 = (y if _t4 else _t3)
+        _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+        _t7 = _t1*_t5 + (_t3 if _t4 else y)
+        _t8 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(-_t2 - (_t0 if _t6 else 0.0) + math.log((_t5 if _t6 else _t7))))
+        _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))
+        _t10 = (1.0 if _t4 else _t1)
+        _t11 = _t10*_t3
+        _t12 = _t1 + 1.0
+        _r0 = 1.0/_t12
+        _t13 = (1.0 if (p <= 0.0) else _t1)
+        _t14 = _t13*y
+        _t15 = _t8*(_r0*_t11 - _r0*_t14)
+        _t16 = (1.0 - (1.0 if _t4 else 0.0) if _t6 else _t11/_t7)
+        _t17 = _t13*_t16
+        _t18 = (1.0 - (0.0 if _t4 else 1.0) if _t6 else (y*(_t1 if _t4 else 1.0))/_t7)
+        _t19 = _t10*_t18
+        _t20 = _r0*_t17 - _r0*_t19
+        _t21 = _t9*gamma
+        _loss = _t9
+        _grad_p = _t15 + _t20*_t21
+        _hess_p = 2.0*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -139,34 +133,32 @@ def reduced_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _partial, _gra
     for _i in range(cuda.grid(1), _grad_p_out.shape[0], cuda.gridsize(1)):
         y = y_arr[_i]
         p = p_arr[_i]
-        _t0 = -p
-        _t1 = math.exp(-abs(p))
+        _t0 = abs(p)
+        _t1 = math.exp(-_t0)
         _t2 = math.log1p(_t1)
         _t3 = 1.0 - y
-        _t4 = -_t2
-        _t5 = math.log(y) + min(0.0, _t0)
-        _t6 = min(0.0, p)
-        _t7 = math.log1p(-y)
-        _t8 = _t5 - _t6 - _t7
-        _t9 = math.exp(-abs(_t8))
-        _t10 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(math.log1p(_t9) + max(_t4 + _t5, _t4 + _t6 + _t7)))
-        _t11 = _t10*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, _t0)))
-        _t12 = (1.0 if (p >= 0.0) else _t1)
-        _t13 = _t12*_t3
-        _t14 = _t1 + 1.0
-        _t15 = (1.0 if (p <= 0.0) else _t1)
-        _t16 = _t15*y
-        _t17 = _t10*(_t13/_t14 + (-_t16)/_t14)
-        _t18 = (1.0 if (_t8 <= 0.0) else _t9)
-        _t19 = _t15*_t18
-        _t20 = _t9 + 1.0
-        _t21 = (1.0 if (_t8 >= 0.0) else _t9)
-        _t22 = _t12*_t21
-        _t23 = (_t19/_t14)/_t20 + ((-_t22)/_t14)/_t20
-        _t24 = _t11*gamma
-        _loss = _t11
-        _grad_p = _t17 + _t23*_t24
-        _hess_p = _t10*((_t12*_t16)/_t14/_t14 + (_t13*_t15)/_t14/_t14) + _t11*(_t23*_t23)*(gamma*gamma) + 2.0*_t17*_t23*gamma + _t24*(((-_t12*_t19)/_t14/_t14)/_t20 + ((-_t15*_t22)/_t14/_t14)/_t20 + ((-_t18*_t22*((-_t12)/_t14 + (-_t15)/_t14))/_t14)/_t20/_t20 + ((_t19*_t21*(_t12/_t14 + _t15/_t14))/_t14)/_t20/_t20)
+        _t4 = (p >= 0.0)
+        _t5 = (y if _t4 else _t3)
+        _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+        _t7 = _t1*_t5 + (_t3 if _t4 else y)
+        _t8 = (_t3*(1.0 - alpha) + alpha*y)*math.exp(gamma*(-_t2 - (_t0 if _t6 else 0.0) + math.log((_t5 if _t6 else _t7))))
+        _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))
+        _t10 = (1.0 if _t4 else _t1)
+        _t11 = _t10*_t3
+        _t12 = _t1 + 1.0
+        _r0 = 1.0/_t12
+        _t13 = (1.0 if (p <= 0.0) else _t1)
+        _t14 = _t13*y
+        _t15 = _t8*(_r0*_t11 - _r0*_t14)
+        _t16 = (1.0 - (1.0 if _t4 else 0.0) if _t6 else _t11/_t7)
+        _t17 = _t13*_t16
+        _t18 = (1.0 - (0.0 if _t4 else 1.0) if _t6 else (y*(_t1 if _t4 else 1.0))/_t7)
+        _t19 = _t10*_t18
+        _t20 = _r0*_t17 - _r0*_t19
+        _t21 = _t9*gamma
+        _loss = _t9
+        _grad_p = _t15 + _t20*_t21
+        _hess_p = 2.0*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
         _w = _weight[_i]
         _sum += np.float64(_w * _loss)
         _grad_p_out[_i] = _w * _grad_p / _scale

@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: log_cosh (float32) -- log(cosh(p - y)) on a value: smooth, quadratic near 0 and linear far out; regression with outliers.
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 8; operations: 25
+# Intermediate terms: 9; operations: 27
 import math
 
 import numpy as np
@@ -25,9 +25,10 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         _t5 = math.exp(_t3)
         _t6 = (_t5*_t5)
         _t7 = _t6 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t7
         _loss = (np.float32(0.0) if _t2 else _t1 - np.float32(0.6931471805599453)) + math.log1p((((np.float32(0.5))*(_t4*_t4))/_t5 if _t2 else _t6))
-        _grad_p = (-_t4*(_t4 + np.float32(2.0))*sign_f32(_t0))/_t7
-        _hess_p = (np.float32(4.0)*_t6)/_t7/_t7
+        _grad_p = -_r0*_t4*(_t4 + np.float32(2.0))*sign_f32(_t0)
+        _hess_p = np.float32(4.0)*(_r0*_r0)*_t6
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -48,9 +49,10 @@ def reduced(y_arr, p_arr, _scale, _partial, _grad_p_out, _hess_p_out):
         _t5 = math.exp(_t3)
         _t6 = (_t5*_t5)
         _t7 = _t6 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t7
         _loss = (np.float32(0.0) if _t2 else _t1 - np.float32(0.6931471805599453)) + math.log1p((((np.float32(0.5))*(_t4*_t4))/_t5 if _t2 else _t6))
-        _grad_p = (-_t4*(_t4 + np.float32(2.0))*sign_f32(_t0))/_t7
-        _hess_p = (np.float32(4.0)*_t6)/_t7/_t7
+        _grad_p = -_r0*_t4*(_t4 + np.float32(2.0))*sign_f32(_t0)
+        _hess_p = np.float32(4.0)*(_r0*_r0)*_t6
         _sum += np.float64(_loss)
         _grad_p_out[_i] = _grad_p / _scale
         _hess_p_out[_i] = _hess_p / _scale
@@ -72,9 +74,10 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         _t5 = math.exp(_t3)
         _t6 = (_t5*_t5)
         _t7 = _t6 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t7
         _loss = (np.float32(0.0) if _t2 else _t1 - np.float32(0.6931471805599453)) + math.log1p((((np.float32(0.5))*(_t4*_t4))/_t5 if _t2 else _t6))
-        _grad_p = (-_t4*(_t4 + np.float32(2.0))*sign_f32(_t0))/_t7
-        _hess_p = (np.float32(4.0)*_t6)/_t7/_t7
+        _grad_p = -_r0*_t4*(_t4 + np.float32(2.0))*sign_f32(_t0)
+        _hess_p = np.float32(4.0)*(_r0*_r0)*_t6
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -96,9 +99,10 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _partial, _grad_p_out, _hess
         _t5 = math.exp(_t3)
         _t6 = (_t5*_t5)
         _t7 = _t6 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t7
         _loss = (np.float32(0.0) if _t2 else _t1 - np.float32(0.6931471805599453)) + math.log1p((((np.float32(0.5))*(_t4*_t4))/_t5 if _t2 else _t6))
-        _grad_p = (-_t4*(_t4 + np.float32(2.0))*sign_f32(_t0))/_t7
-        _hess_p = (np.float32(4.0)*_t6)/_t7/_t7
+        _grad_p = -_r0*_t4*(_t4 + np.float32(2.0))*sign_f32(_t0)
+        _hess_p = np.float32(4.0)*(_r0*_r0)*_t6
         _w = _weight[_i]
         _sum += np.float64(_w * _loss)
         _grad_p_out[_i] = _w * _grad_p / _scale

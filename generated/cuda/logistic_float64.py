@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: logistic (float64) -- Logistic loss on a score p with labels y in {-1, 1}; probabilistic binary classification; as sklearn SGDClassifier(loss='log_loss').
 # Inputs: y, p; params: none; wrt: p
-# Intermediate terms: 4; operations: 18
+# Intermediate terms: 5; operations: 20
 import math
 
 import numpy as np
@@ -21,9 +21,10 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         _t1 = math.exp(-abs(_t0))
         _t2 = (1.0 if (_t0 <= 0.0) else _t1)
         _t3 = _t1 + 1.0
+        _r0 = 1.0/_t3
         _loss = math.log1p(_t1) + max(0.0, -_t0)
-        _grad_p = (-_t2*y)/_t3
-        _hess_p = (_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1))/_t3/_t3
+        _grad_p = -_r0*_t2*y
+        _hess_p = (_r0*_r0)*_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1)
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -40,9 +41,10 @@ def reduced(y_arr, p_arr, _scale, _partial, _grad_p_out, _hess_p_out):
         _t1 = math.exp(-abs(_t0))
         _t2 = (1.0 if (_t0 <= 0.0) else _t1)
         _t3 = _t1 + 1.0
+        _r0 = 1.0/_t3
         _loss = math.log1p(_t1) + max(0.0, -_t0)
-        _grad_p = (-_t2*y)/_t3
-        _hess_p = (_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1))/_t3/_t3
+        _grad_p = -_r0*_t2*y
+        _hess_p = (_r0*_r0)*_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1)
         _sum += np.float64(_loss)
         _grad_p_out[_i] = _grad_p / _scale
         _hess_p_out[_i] = _hess_p / _scale
@@ -60,9 +62,10 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         _t1 = math.exp(-abs(_t0))
         _t2 = (1.0 if (_t0 <= 0.0) else _t1)
         _t3 = _t1 + 1.0
+        _r0 = 1.0/_t3
         _loss = math.log1p(_t1) + max(0.0, -_t0)
-        _grad_p = (-_t2*y)/_t3
-        _hess_p = (_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1))/_t3/_t3
+        _grad_p = -_r0*_t2*y
+        _hess_p = (_r0*_r0)*_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1)
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -80,9 +83,10 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _partial, _grad_p_out, _hess
         _t1 = math.exp(-abs(_t0))
         _t2 = (1.0 if (_t0 <= 0.0) else _t1)
         _t3 = _t1 + 1.0
+        _r0 = 1.0/_t3
         _loss = math.log1p(_t1) + max(0.0, -_t0)
-        _grad_p = (-_t2*y)/_t3
-        _hess_p = (_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1))/_t3/_t3
+        _grad_p = -_r0*_t2*y
+        _hess_p = (_r0*_r0)*_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1)
         _w = _weight[_i]
         _sum += np.float64(_w * _loss)
         _grad_p_out[_i] = _w * _grad_p / _scale

@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: weighted_bce_with_logits (float32) -- Binary cross-entropy on a logit p with positives weighted by pos_weight; class imbalance; as torch BCEWithLogitsLoss(pos_weight).
 # Inputs: y, p; params: pos_weight; wrt: p
-# Intermediate terms: 9; operations: 28
+# Intermediate terms: 10; operations: 30
 import math
 
 import numpy as np
@@ -24,11 +24,12 @@ def per_sample(y_arr, p_arr, pos_weight, _loss_out, _grad_p_out, _hess_p_out):
         _t4 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t1)
         _t5 = _t0*_t4
         _t6 = _t1 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t6
         _t7 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t1)
         _t8 = _t3*_t7
         _loss = _t0*(_t2 + max(np.float32(0.0), p)) + _t3*(_t2 + max(np.float32(0.0), -p))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _grad_p = _r0*_t5 - _r0*_t8
+        _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -48,11 +49,12 @@ def reduced(y_arr, p_arr, pos_weight, _scale, _partial, _grad_p_out, _hess_p_out
         _t4 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t1)
         _t5 = _t0*_t4
         _t6 = _t1 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t6
         _t7 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t1)
         _t8 = _t3*_t7
         _loss = _t0*(_t2 + max(np.float32(0.0), p)) + _t3*(_t2 + max(np.float32(0.0), -p))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _grad_p = _r0*_t5 - _r0*_t8
+        _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
         _sum += np.float64(_loss)
         _grad_p_out[_i] = _grad_p / _scale
         _hess_p_out[_i] = _hess_p / _scale
@@ -73,11 +75,12 @@ def per_sample_weighted(y_arr, p_arr, pos_weight, _weight, _loss_out, _grad_p_ou
         _t4 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t1)
         _t5 = _t0*_t4
         _t6 = _t1 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t6
         _t7 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t1)
         _t8 = _t3*_t7
         _loss = _t0*(_t2 + max(np.float32(0.0), p)) + _t3*(_t2 + max(np.float32(0.0), -p))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _grad_p = _r0*_t5 - _r0*_t8
+        _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -98,11 +101,12 @@ def reduced_weighted(y_arr, p_arr, pos_weight, _weight, _scale, _partial, _grad_
         _t4 = (np.float32(1.0) if (p >= np.float32(0.0)) else _t1)
         _t5 = _t0*_t4
         _t6 = _t1 + np.float32(1.0)
+        _r0 = np.float32(1.0)/_t6
         _t7 = (np.float32(1.0) if (p <= np.float32(0.0)) else _t1)
         _t8 = _t3*_t7
         _loss = _t0*(_t2 + max(np.float32(0.0), p)) + _t3*(_t2 + max(np.float32(0.0), -p))
-        _grad_p = _t5/_t6 + (-_t8)/_t6
-        _hess_p = (_t4*_t8)/_t6/_t6 + (_t5*_t7)/_t6/_t6
+        _grad_p = _r0*_t5 - _r0*_t8
+        _hess_p = (_r0*_r0)*_t4*_t8 + (_r0*_r0)*_t5*_t7
         _w = _weight[_i]
         _sum += np.float64(_w * _loss)
         _grad_p_out[_i] = _w * _grad_p / _scale
