@@ -274,7 +274,7 @@ def _expm1_parts_f64(x):
     # expm1(x) = 2^k (1 + expm1(r)) - 1 = 2^k ((1 - 2^-k) + r + w), and 1 - 2^-k is 0 or at
     # least 1/2 in size. It is exact for -53 <= k <= 53; above, its rounding error is kept (the
     # Fast2Sum 1 - 2^-k is exact there); below -53 the result is -1 to within 2^-53 anyway.
-    inv_scale = _pow2_f64(-_select(k > 1000, 1000, k))
+    inv_scale = _pow2_f64(-_clamp_int(k, 1000))
     one_minus = 1.0 - inv_scale
     one_minus_low = (1.0 - one_minus) - inv_scale
     head, low = _add_to_reduced_f64(one_minus, one_minus_low, r, w)
@@ -285,10 +285,13 @@ def _expm1_parts_f64(x):
 def expm1_f64(x):
     """exp(x) - 1 for float64, within 1 ulp, exact near 0 (expm1(-0.0) = -0.0)."""
     x = np.float64(x)
-    clamped = _select(x > 712.0, 712.0, x)
-    clamped = _select(clamped < -45.0, -45.0, clamped)  # expm1(-45) rounds to -1
+    # exp's clamp (not [-45, 712]): exp and expm1 of one argument (log_cosh's exp(-|r|) and
+    # expm1(-|r|)) then share the range reduction and polynomial after inlining.
+    clamped = _select(x > _EXP_DATA_LIMIT, _EXP_DATA_LIMIT, x)
+    clamped = _select(clamped < -_EXP_DATA_LIMIT, -_EXP_DATA_LIMIT, clamped)
     k, head, low = _expm1_parts_f64(clamped)
-    return _select(x == 0.0, x, _scale_f64(head, k))
+    result = _select(x < -45.0, -1.0, _scale_f64(head, _clamp_int(k, 1100)))  # expm1(-45) rounds to -1
+    return _select(x == 0.0, x, result)
 
 
 @_kernel

@@ -27,7 +27,7 @@ def per_sample(y_arr, p_arr, alpha, gamma, _loss_out, _grad_p_out, _hess_p_out):
         _t3 = 1.0 - y
         _t4 = (p >= 0.0)
         _t5 = (y if _t4 else _t3)
-        _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+        _t6 = ((_t4 & (y == 1.0)) | ((not _t4) & (y == 0.0)))
         _t7 = _t1*_t5 + (_t3 if _t4 else y)
         _t8 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(-_t2 - (_t0 if _t6 else 0.0) + log_f64((_t5 if _t6 else _t7))))
         _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))
@@ -73,7 +73,7 @@ def reduced(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out):
             _t3 = 1.0 - y
             _t4 = (p >= 0.0)
             _t5 = (y if _t4 else _t3)
-            _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+            _t6 = ((_t4 & (y == 1.0)) | ((not _t4) & (y == 0.0)))
             _t7 = _t1*_t5 + (_t3 if _t4 else y)
             _t8 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(-_t2 - (_t0 if _t6 else 0.0) + log_f64((_t5 if _t6 else _t7))))
             _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))
@@ -115,7 +115,7 @@ def per_sample_serial(y_arr, p_arr, alpha, gamma, _loss_out, _grad_p_out, _hess_
         _t3 = 1.0 - y
         _t4 = (p >= 0.0)
         _t5 = (y if _t4 else _t3)
-        _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+        _t6 = ((_t4 & (y == 1.0)) | ((not _t4) & (y == 0.0)))
         _t7 = _t1*_t5 + (_t3 if _t4 else y)
         _t8 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(-_t2 - (_t0 if _t6 else 0.0) + log_f64((_t5 if _t6 else _t7))))
         _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))
@@ -161,7 +161,7 @@ def reduced_serial(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out)
             _t3 = 1.0 - y
             _t4 = (p >= 0.0)
             _t5 = (y if _t4 else _t3)
-            _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+            _t6 = ((_t4 & (y == 1.0)) | ((not _t4) & (y == 0.0)))
             _t7 = _t1*_t5 + (_t3 if _t4 else y)
             _t8 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(-_t2 - (_t0 if _t6 else 0.0) + log_f64((_t5 if _t6 else _t7))))
             _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))
@@ -203,7 +203,7 @@ def per_sample_weighted(y_arr, p_arr, alpha, gamma, _weight, _loss_out, _grad_p_
         _t3 = 1.0 - y
         _t4 = (p >= 0.0)
         _t5 = (y if _t4 else _t3)
-        _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+        _t6 = ((_t4 & (y == 1.0)) | ((not _t4) & (y == 0.0)))
         _t7 = _t1*_t5 + (_t3 if _t4 else y)
         _t8 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(-_t2 - (_t0 if _t6 else 0.0) + log_f64((_t5 if _t6 else _t7))))
         _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))
@@ -250,7 +250,7 @@ def reduced_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p_out, _
             _t3 = 1.0 - y
             _t4 = (p >= 0.0)
             _t5 = (y if _t4 else _t3)
-            _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+            _t6 = ((_t4 & (y == 1.0)) | ((not _t4) & (y == 0.0)))
             _t7 = _t1*_t5 + (_t3 if _t4 else y)
             _t8 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(-_t2 - (_t0 if _t6 else 0.0) + log_f64((_t5 if _t6 else _t7))))
             _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))
@@ -293,7 +293,7 @@ def per_sample_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _loss_out, _
         _t3 = 1.0 - y
         _t4 = (p >= 0.0)
         _t5 = (y if _t4 else _t3)
-        _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+        _t6 = ((_t4 & (y == 1.0)) | ((not _t4) & (y == 0.0)))
         _t7 = _t1*_t5 + (_t3 if _t4 else y)
         _t8 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(-_t2 - (_t0 if _t6 else 0.0) + log_f64((_t5 if _t6 else _t7))))
         _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))
@@ -340,7 +340,7 @@ def reduced_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p
             _t3 = 1.0 - y
             _t4 = (p >= 0.0)
             _t5 = (y if _t4 else _t3)
-            _t6 = ((y == 1.0) if _t4 else (y == 0.0))
+            _t6 = ((_t4 & (y == 1.0)) | ((not _t4) & (y == 0.0)))
             _t7 = _t1*_t5 + (_t3 if _t4 else y)
             _t8 = (_t3*(1.0 - alpha) + alpha*y)*exp_f64(gamma*(-_t2 - (_t0 if _t6 else 0.0) + log_f64((_t5 if _t6 else _t7))))
             _t9 = _t8*(_t3*(_t2 + max(0.0, p)) + y*(_t2 + max(0.0, -p)))

@@ -23,7 +23,7 @@ def per_sample(y_arr, p_arr, alpha, gamma, _loss_out, _grad_p_out, _hess_p_out):
         _t3 = np.float32(1.0) - y
         _t4 = (p >= np.float32(0.0))
         _t5 = (y if _t4 else _t3)
-        _t6 = ((y == np.float32(1.0)) if _t4 else (y == np.float32(0.0)))
+        _t6 = ((_t4 & (y == np.float32(1.0))) | ((not _t4) & (y == np.float32(0.0))))
         _t7 = _t1*_t5 + (_t3 if _t4 else y)
         _t8 = (_t3*(np.float32(1.0) - alpha) + alpha*y)*math.exp(gamma*(-_t2 - (_t0 if _t6 else np.float32(0.0)) + math.log((_t5 if _t6 else _t7))))
         _t9 = _t8*(_t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), -p)))
@@ -61,7 +61,7 @@ def reduced(y_arr, p_arr, alpha, gamma, _scale, _partial, _grad_p_out, _hess_p_o
         _t3 = np.float32(1.0) - y
         _t4 = (p >= np.float32(0.0))
         _t5 = (y if _t4 else _t3)
-        _t6 = ((y == np.float32(1.0)) if _t4 else (y == np.float32(0.0)))
+        _t6 = ((_t4 & (y == np.float32(1.0))) | ((not _t4) & (y == np.float32(0.0))))
         _t7 = _t1*_t5 + (_t3 if _t4 else y)
         _t8 = (_t3*(np.float32(1.0) - alpha) + alpha*y)*math.exp(gamma*(-_t2 - (_t0 if _t6 else np.float32(0.0)) + math.log((_t5 if _t6 else _t7))))
         _t9 = _t8*(_t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), -p)))
@@ -100,7 +100,7 @@ def per_sample_weighted(y_arr, p_arr, alpha, gamma, _weight, _loss_out, _grad_p_
         _t3 = np.float32(1.0) - y
         _t4 = (p >= np.float32(0.0))
         _t5 = (y if _t4 else _t3)
-        _t6 = ((y == np.float32(1.0)) if _t4 else (y == np.float32(0.0)))
+        _t6 = ((_t4 & (y == np.float32(1.0))) | ((not _t4) & (y == np.float32(0.0))))
         _t7 = _t1*_t5 + (_t3 if _t4 else y)
         _t8 = (_t3*(np.float32(1.0) - alpha) + alpha*y)*math.exp(gamma*(-_t2 - (_t0 if _t6 else np.float32(0.0)) + math.log((_t5 if _t6 else _t7))))
         _t9 = _t8*(_t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), -p)))
@@ -139,7 +139,7 @@ def reduced_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _partial, _gra
         _t3 = np.float32(1.0) - y
         _t4 = (p >= np.float32(0.0))
         _t5 = (y if _t4 else _t3)
-        _t6 = ((y == np.float32(1.0)) if _t4 else (y == np.float32(0.0)))
+        _t6 = ((_t4 & (y == np.float32(1.0))) | ((not _t4) & (y == np.float32(0.0))))
         _t7 = _t1*_t5 + (_t3 if _t4 else y)
         _t8 = (_t3*(np.float32(1.0) - alpha) + alpha*y)*math.exp(gamma*(-_t2 - (_t0 if _t6 else np.float32(0.0)) + math.log((_t5 if _t6 else _t7))))
         _t9 = _t8*(_t3*(_t2 + max(np.float32(0.0), p)) + y*(_t2 + max(np.float32(0.0), -p)))

@@ -21,7 +21,7 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         _t1 = (abs(p) < np.float32(85.0))
         _t2 = (_t0 if _t1 else math.exp(-p + math.log(y)))
         _loss = _t2 + p
-        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else math.expm1(-p + math.log(y)))
+        _grad_p = -(_t0 + np.float32(-1.0) if (_t1 & ((_t0 > np.float32(1.5)) | (_t0 < np.float32(0.75)))) else math.expm1(-p + math.log(y)))
         _hess_p = _t2
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
@@ -39,7 +39,7 @@ def reduced(y_arr, p_arr, _scale, _partial, _grad_p_out, _hess_p_out):
         _t1 = (abs(p) < np.float32(85.0))
         _t2 = (_t0 if _t1 else math.exp(-p + math.log(y)))
         _loss = _t2 + p
-        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else math.expm1(-p + math.log(y)))
+        _grad_p = -(_t0 + np.float32(-1.0) if (_t1 & ((_t0 > np.float32(1.5)) | (_t0 < np.float32(0.75)))) else math.expm1(-p + math.log(y)))
         _hess_p = _t2
         _sum += np.float64(_loss)
         _grad_p_out[_i] = _grad_p / _scale
@@ -58,7 +58,7 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         _t1 = (abs(p) < np.float32(85.0))
         _t2 = (_t0 if _t1 else math.exp(-p + math.log(y)))
         _loss = _t2 + p
-        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else math.expm1(-p + math.log(y)))
+        _grad_p = -(_t0 + np.float32(-1.0) if (_t1 & ((_t0 > np.float32(1.5)) | (_t0 < np.float32(0.75)))) else math.expm1(-p + math.log(y)))
         _hess_p = _t2
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
@@ -77,7 +77,7 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _partial, _grad_p_out, _hess
         _t1 = (abs(p) < np.float32(85.0))
         _t2 = (_t0 if _t1 else math.exp(-p + math.log(y)))
         _loss = _t2 + p
-        _grad_p = -(_t0 + np.float32(-1.0) if _t1 and ((_t0 > np.float32(1.5)) or (_t0 < np.float32(0.75))) else math.expm1(-p + math.log(y)))
+        _grad_p = -(_t0 + np.float32(-1.0) if (_t1 & ((_t0 > np.float32(1.5)) | (_t0 < np.float32(0.75)))) else math.expm1(-p + math.log(y)))
         _hess_p = _t2
         _w = _weight[_i]
         _sum += np.float64(_w * _loss)

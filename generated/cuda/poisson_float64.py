@@ -20,7 +20,7 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
         _t0 = math.exp(p)
         _t1 = -_t0
         _loss = -_t1 - p*y
-        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _grad_p = (y*math.expm1(p - math.log(y)) if ((y > 0.0) & (_t0 >= (0.75)*y) & (_t0 <= (1.5)*y)) else -_t1 - y)
         _hess_p = _t0
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
@@ -37,7 +37,7 @@ def reduced(y_arr, p_arr, _scale, _partial, _grad_p_out, _hess_p_out):
         _t0 = math.exp(p)
         _t1 = -_t0
         _loss = -_t1 - p*y
-        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _grad_p = (y*math.expm1(p - math.log(y)) if ((y > 0.0) & (_t0 >= (0.75)*y) & (_t0 <= (1.5)*y)) else -_t1 - y)
         _hess_p = _t0
         _sum += np.float64(_loss)
         _grad_p_out[_i] = _grad_p / _scale
@@ -55,7 +55,7 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
         _t0 = math.exp(p)
         _t1 = -_t0
         _loss = -_t1 - p*y
-        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _grad_p = (y*math.expm1(p - math.log(y)) if ((y > 0.0) & (_t0 >= (0.75)*y) & (_t0 <= (1.5)*y)) else -_t1 - y)
         _hess_p = _t0
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
@@ -73,7 +73,7 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _partial, _grad_p_out, _hess
         _t0 = math.exp(p)
         _t1 = -_t0
         _loss = -_t1 - p*y
-        _grad_p = (y*math.expm1(p - math.log(y)) if (_t0 >= (0.75)*y) and (_t0 <= (1.5)*y) and (y > 0.0) else -_t1 - y)
+        _grad_p = (y*math.expm1(p - math.log(y)) if ((y > 0.0) & (_t0 >= (0.75)*y) & (_t0 <= (1.5)*y)) else -_t1 - y)
         _hess_p = _t0
         _w = _weight[_i]
         _sum += np.float64(_w * _loss)
