@@ -437,15 +437,27 @@ def _not_compiled(loss, exc: Exception) -> CodegenError:
     return CodegenError(f"{loss.name}: numba could not compile the generated kernel ({type(exc).__name__}: {first[:200]})")
 
 
+def dtype_name(dtype) -> str:
+    """'float32' or 'float64' for a dtype given as NumPy would take it ("float32", np.float32,
+    np.dtype("f4")) or as a torch dtype (torch.float32); a CodegenError for anything else."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPES and dtype is not None:  # NumPy reads None as float64: refused here
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            pass
+    if name not in DTYPES:
+        raise CodegenError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return name
+
+
 def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction: str = "mean") -> Kernel:
     """Generate, load (from the on-disk cache when possible) and wrap the kernel of a Loss."""
     if target not in KERNEL_RUNTIMES:
         raise CodegenError(f"target must be one of {', '.join(map(repr, KERNEL_RUNTIMES))}, got {target!r}")
-    if str(dtype) not in DTYPES:
-        raise CodegenError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    dtype = dtype_name(dtype)
     if reduction not in REDUCTIONS:
         raise CodegenError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
-    dtype = str(dtype)
     layout_for(target)
     module_name, class_name = KERNEL_RUNTIMES[target]
     kernel_class = getattr(importlib.import_module(module_name), class_name)

@@ -545,3 +545,31 @@ def test_numba_refusing_the_generated_code_is_a_one_line_codegen_error(monkeypat
     message = str(info.value)
     assert "\n" not in message and "squared_error" in message and "numba could not compile" in message
     assert "No implementation of function setitem" in message
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("float32", "float32"), (np.float32, "float32"), (np.dtype("f4"), "float32"),
+    ("float64", "float64"), (np.float64, "float64"), (np.dtype("<f8"), "float64"), (float, "float64"),
+])
+def test_compile_takes_a_dtype_as_numpy_names_it(given, expected):
+    from lossgen.runtime import dtype_name
+
+    assert dtype_name(given) == expected
+    assert str(lg.get("squared_error").compile(dtype=given).dtype) == expected
+
+
+def test_compile_takes_a_torch_dtype():
+    from lossgen.runtime import dtype_name
+
+    assert (dtype_name(torch.float32), dtype_name(torch.float64)) == ("float32", "float64")
+
+
+@pytest.mark.parametrize("given", [np.float16, "float16", np.int32, "f", "bogus", None, 3])
+def test_compile_refuses_other_dtypes_in_one_line(given):
+    from lossgen.runtime import dtype_name
+
+    if given == "f":  # NumPy's code for float32 is taken, like any NumPy dtype name
+        assert dtype_name(given) == "float32"
+        return
+    with pytest.raises(lg.CodegenError, match="dtype must be 'float32' or 'float64'"):
+        lg.get("squared_error").compile(dtype=given)
