@@ -22,7 +22,7 @@ floor); then one thread on 4096 elements in cache, where only arithmetic counts.
 is timed --rounds times, interleaved; the minimum is kept (a shared machine only adds time).
 
     LOSSGEN_CACHE_DIR=/tmp/lgc-kmath python benchmarks/kmath_accuracy.py [--points 1000000]
-        [--exhaustive-float32] [--rounds 15] [--workers 2]
+        [--exhaustive-float32] [--rounds 15] [--workers 2] [--binary-only --skip-speed]
 """
 
 from __future__ import annotations
@@ -239,6 +239,7 @@ def main() -> None:
     parser.add_argument("--exhaustive-float32", action="store_true", help="also check all 2^32 float32 inputs")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--binary-only", action="store_true", help="accuracy of the two-argument functions only")
     args = parser.parse_args()
 
     if not args.skip_accuracy:
@@ -246,7 +247,7 @@ def main() -> None:
         print("| function | dtype | points | max ulp | at x = | cr miss | max dist |")
         print("| --- | --- | ---: | ---: | --- | ---: | ---: |")
         with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-            for name in FUNCTIONS:
+            for name in [] if args.binary_only else FUNCTIONS:
                 for dtype in DTYPES:
                     r = accuracy(name, dtype, args.points, pool)
                     print(
