@@ -577,9 +577,12 @@ def expm1_f32(x):
     """exp(x) - 1 for float32 (computed in float64); expm1(-0.0) = -0.0."""
     x = np.float32(x)
     wide = np.float64(x)
+    # exp_f32's clamp, so that exp and expm1 of one argument (log_cosh) share the reduction;
+    # below -30 the result is -1 in float32 (selected), and 2^-k stays finite down to -200.
     wide = _select(wide > 100.0, 100.0, wide)
-    wide = _select(wide < -30.0, -30.0, wide)  # expm1(-30) rounds to -1 in float32
-    return _select(x == 0.0, x, np.float32(_expm1_wide(wide)))
+    wide = _select(wide < -200.0, -200.0, wide)
+    result = _select(wide < -30.0, -1.0, _expm1_wide(wide))
+    return _select(x == 0.0, x, np.float32(result))
 
 
 @_kernel
