@@ -9,10 +9,10 @@ Three tools keep lossgen from hanging on them:
 - `tree_size(expr, stop)`: the size of an expression as a tree, counted only up to `stop`, to
   decide *before* an expansion or simplification whether it is affordable. Size checks are
   deterministic; time limits are the backstop for what a size cannot predict.
-- `shared_replace(expr, query, value)` and `shared_has(expr, types)`: `Basic.replace` and
-  `Basic.has` that visit each distinct subexpression once. Derivatives share subtrees heavily
-  (the Hessian of sin(sin(...sin(p)))) is a tree of n**3 nodes but only n**2 distinct ones),
-  and SymPy's own walks visit every copy.
+- `shared_replace(expr, query, value)`, `shared_has(expr, types)` and `distinct_nodes(expr)`:
+  `Basic.replace`, `Basic.has` and a walk that visit each distinct subexpression once.
+  Derivatives share subtrees heavily (the Hessian of sin(sin(...sin(p)))) is a tree of n**3
+  nodes but only n**2 distinct ones), and SymPy's own walks visit every copy.
 
 The limits are module attributes; every message that reports one names it and says how to
 raise it, e.g. "lossgen.budget.DERIVE_SECONDS = 120".
@@ -203,20 +203,24 @@ def shared_replace(expr, query: Callable, value: Callable, *, keep_on_error: boo
     return walk(expr)
 
 
-def shared_has(expr, types: tuple[type, ...]) -> bool:
-    """Whether any subexpression of `expr` is an instance of one of `types` (each distinct
-    subexpression visited once; iterative)."""
+def distinct_nodes(expr):
+    """Each distinct subexpression of `expr` once, conditions included (iterative). Derivatives
+    repeat subtrees, so a plain walk (preorder_traversal) can visit exponentially many nodes."""
     seen: set = set()
     stack = [expr]
     while stack:
         node = stack.pop()
-        if isinstance(node, types):
-            return True
         if node in seen:
             continue
         seen.add(node)
+        yield node
         stack.extend(getattr(node, "args", ()))
-    return False
+
+
+def shared_has(expr, types: tuple[type, ...]) -> bool:
+    """Whether any subexpression of `expr` is an instance of one of `types` (each distinct
+    subexpression visited once; iterative)."""
+    return any(isinstance(node, types) for node in distinct_nodes(expr))
 
 
 def affordable(expr, max_nodes: int | None = None) -> bool:

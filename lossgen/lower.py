@@ -20,6 +20,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pycode import PythonCodePrinter
 
 from . import rowwise
+from .budget import distinct_nodes
 from .errors import CodegenError
 from .hazards import Bounds, value_bounds
 from .functions import CUSTOM_FUNCTIONS
@@ -286,18 +287,6 @@ class LoweredLoss:
     math_imports: tuple[str, ...] = ()
 
 
-def _distinct_nodes(expr: sp.Expr):
-    """Each distinct subexpression once (derivatives repeat subtrees: a plain walk can be huge)."""
-    seen, stack = set(), [expr]
-    while stack:
-        node = stack.pop()
-        if node in seen or not isinstance(node, sp.Expr):
-            continue
-        seen.add(node)
-        yield node
-        stack.extend(node.args)
-
-
 def _not_real(number: sp.Expr) -> bool:
     if number.is_extended_real is False:
         return True
@@ -314,7 +303,7 @@ def _code_forms(loss, outputs, dtype: str, keep) -> list[sp.Expr]:
     except (ValueError, TypeError, AttributeError) as exc:
         raise CodegenError(f"{loss.name}: cannot write the kernel code: {str(exc).splitlines()[0][:200]}") from None
     for form in forms:
-        culprit = next((n for n in _distinct_nodes(form) if n.is_number and _not_real(n)), None)
+        culprit = next((n for n in distinct_nodes(form) if isinstance(n, sp.Expr) and n.is_number and _not_real(n)), None)
         if culprit is not None or form.has(sp.zoo, sp.nan):
             culprit = form if culprit is None else culprit
             raise CodegenError(

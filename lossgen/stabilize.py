@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .budget import MAX_SIMPLIFY_NODES, shared_replace, simplified
+from .budget import MAX_SIMPLIFY_NODES, distinct_nodes, shared_replace, simplified
 from .functions import (
     exp_minus, expm1mx, log1pmx, logaddexp, logcosh, logratio, logsigmoid, scaled_exp, scaled_expm1, sigmoid, softplus,
     sqrt1pm1, xlogy,
@@ -673,7 +673,8 @@ def _scaled_logsigmoid(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
 
 
 def _pair_parts(c_minus, c_plus, x):
-    """(x, e, total, lead_is_zero) with c_minus*sigmoid(-x) + c_plus*sigmoid(x) = total/(1 + e):
+    """(x, e, lead, other, lead_is_zero) with c_minus*sigmoid(-x) + c_plus*sigmoid(x) =
+    (lead + other*e)/(1 + e), e = exp(-|x|):
     x is oriented one way for the pair and its mirror (c_plus, c_minus, -x), so that the
     logaddexp and both sigmoids of one pair share e and total."""
     if x.could_extract_minus_sign():
@@ -739,12 +740,11 @@ def _sigmoid_pair_forms(expr: sp.Expr) -> sp.Expr:
     """Replace the sigmoid-pair nodes of PAIR_FORMS by their one-log, one-division forms; before
     the other expansions, which would take their logsigmoid arguments apart."""
     forms = {}
-    for node in sp.preorder_traversal(expr):
+    for node in distinct_nodes(expr):
         rewrite = PAIR_FORMS.get(type(node))
-        if rewrite is not None and node not in forms:
-            form = rewrite(node)
-            if form is not None:
-                forms[node] = form
+        form = rewrite(node) if rewrite is not None else None
+        if form is not None:
+            forms[node] = form
     return expr.xreplace(forms) if forms else expr
 
 
