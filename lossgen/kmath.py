@@ -264,7 +264,7 @@ def exp_f64(x):
     # kernel calls both on one argument (Poisson: exp(p) and exp(p) - y), LLVM computes them once.
     # Clamped arguments still overflow/underflow in _scale_f64; NaN fails both tests and stays.
     k, value, _ = _exp_parts_f64(np.float64(x))
-    return _scale_f64(value, _clamp_int(k, 1100))
+    return _scale_f64(value, _clamp(k, 1100))
 
 
 @_kernel
@@ -274,7 +274,7 @@ def _expm1_parts_f64(x):
     # expm1(x) = 2^k (1 + expm1(r)) - 1 = 2^k ((1 - 2^-k) + r + w), and 1 - 2^-k is 0 or at
     # least 1/2 in size. It is exact for -53 <= k <= 53; above, its rounding error is kept (the
     # Fast2Sum 1 - 2^-k is exact there); below -53 the result is -1 to within 2^-53 anyway.
-    inv_scale = _pow2_f64(-_clamp_int(k, 1000))
+    inv_scale = _pow2_f64(-_clamp(k, 1000))
     one_minus = 1.0 - inv_scale
     one_minus_low = (1.0 - one_minus) - inv_scale
     head, low = _add_to_reduced_f64(one_minus, one_minus_low, r, w)
@@ -287,10 +287,8 @@ def expm1_f64(x):
     x = np.float64(x)
     # exp's clamp (not [-45, 712]): exp and expm1 of one argument (log_cosh's exp(-|r|) and
     # expm1(-|r|)) then share the range reduction and polynomial after inlining.
-    clamped = _select(x > _EXP_DATA_LIMIT, _EXP_DATA_LIMIT, x)
-    clamped = _select(clamped < -_EXP_DATA_LIMIT, -_EXP_DATA_LIMIT, clamped)
-    k, head, low = _expm1_parts_f64(clamped)
-    result = _select(x < -45.0, -1.0, _scale_f64(head, _clamp_int(k, 1100)))  # expm1(-45) rounds to -1
+    k, head, low = _expm1_parts_f64(_clamp(x, _EXP_DATA_LIMIT))
+    result = _select(x < -45.0, -1.0, _scale_f64(head, _clamp(k, 1100)))  # expm1(-45) rounds to -1
     return _select(x == 0.0, x, result)
 
 
@@ -452,9 +450,7 @@ _LARGEST_FINITE = float.fromhex("0x1.fffffffffffffp1023")
 def _exp_parts_f64(z):
     """(k, value, low): exp(z) = (value + low) 2^k to about 2^-57 relative, value in
     [0.7, 1.42], for |z| <= _EXP_DATA_LIMIT (larger |z| is clamped; NaN stays NaN)."""
-    z = _select(z > _EXP_DATA_LIMIT, _EXP_DATA_LIMIT, z)
-    z = _select(z < -_EXP_DATA_LIMIT, -_EXP_DATA_LIMIT, z)
-    k, r, w = _expm1_reduced_f64(z)
+    k, r, w = _expm1_reduced_f64(_clamp(z, _EXP_DATA_LIMIT))
     value, low = _add_to_reduced_f64(1.0, 0.0, r, w)
     return k, value, low
 
@@ -471,8 +467,10 @@ def _split_f64(y):
 
 
 @_kernel
-def _clamp_int(k, bound):
-    return _select(k > bound, bound, _select(k < -bound, -bound, k))
+def _clamp(value, bound):
+    """value clamped to [-bound, bound], for an integer or a float (NaN stays NaN): the one form,
+    so that functions clamping the same argument alike share what follows after inlining."""
+    return _select(value > bound, bound, _select(value < -bound, -bound, value))
 
 
 @_kernel
@@ -498,7 +496,7 @@ def scaled_exp_f64(z, y):
     z = np.float64(z)
     y = np.float64(y)
     t, high, low = _scaled_exp_parts_f64(z, y)
-    result = _scale_f64(high + low, _clamp_int(t, 1100))
+    result = _scale_f64(high + low, _clamp(t, 1100))
     result = _select(y == 0.0, y * _select(z == np.inf, np.inf, 1.0), result)
     result = _select(abs(y) <= _LARGEST_FINITE, result, _data_special(z, y))
     return _select(z != z, z, result)
@@ -514,9 +512,9 @@ def scaled_expm1_f64(z, y):
     t, high, low = _scaled_exp_parts_f64(z, y)
     # Within 2^+-60 the subtraction is done at scale 2^t, where high - 2^-t is exact near 1;
     # beyond, the product is below half an ulp of 1 (result -1) or 1 is below half an ulp of it.
-    near_t = _clamp_int(t, 60)
+    near_t = _clamp(t, 60)
     near = ((high - _pow2_f64(-near_t)) + low) * _pow2_f64(near_t)
-    result = _select(t > 60, _scale_f64(high + low, _clamp_int(t, 1100)), _select(t < -60, -1.0, near))
+    result = _select(t > 60, _scale_f64(high + low, _clamp(t, 1100)), _select(t < -60, -1.0, near))
     result = _select(y == 0.0, y * _select(z == np.inf, np.inf, 1.0) - 1.0, result)
     result = _select(abs(y) <= _LARGEST_FINITE, result, _data_special(z, y))
     return _select(z != z, z, result)
@@ -532,9 +530,9 @@ def exp_minus_f64(z, y):
     k, value, low = _exp_parts_f64(z)
     m, j = _split_f64(y)
     gap = j - k  # y / exp(z) is within a factor 3 of 2^gap
-    near_gap = _clamp_int(gap, 60)
-    near = _scale_f64((value - m * _pow2_f64(near_gap)) + low, _clamp_int(k, 1100))
-    exp_alone = _scale_f64(value + low, _clamp_int(k, 1100))
+    near_gap = _clamp(gap, 60)
+    near = _scale_f64((value - m * _pow2_f64(near_gap)) + low, _clamp(k, 1100))
+    exp_alone = _scale_f64(value + low, _clamp(k, 1100))
     # k < -1100: exp(z) < 2^-1099 is under half the smallest subnormal, so the result rounds to -y.
     result = _select((gap > 60) | (k < -1100), -y, _select(gap < -60, exp_alone, near))
     result = _select(y == 0.0, exp_alone, result)
@@ -669,9 +667,7 @@ _WIDE_DATA_LIMIT = 300.0
 def _exp_parts_wide(z):
     """(scale, value, low): exp(z) = scale (value + low), scale = 2^k a normal float64, for a
     float32 z held in float64 (|z| beyond _WIDE_DATA_LIMIT is clamped; NaN stays NaN)."""
-    z = _select(z > _WIDE_DATA_LIMIT, _WIDE_DATA_LIMIT, z)
-    z = _select(z < -_WIDE_DATA_LIMIT, -_WIDE_DATA_LIMIT, z)
-    k, value, low = _exp_parts_f64(z)
+    k, value, low = _exp_parts_f64(_clamp(z, _WIDE_DATA_LIMIT))
     return _pow2_f64(k), value, low
 
 
@@ -682,9 +678,7 @@ def scaled_exp_f32(z, y):
     z = np.float64(np.float32(z))
     y = np.float64(np.float32(y))
     # No cancellation here: exp_f32's short polynomial (2^-30) is enough, as for exp_f32 itself.
-    clamped = _select(z > _WIDE_DATA_LIMIT, _WIDE_DATA_LIMIT, z)
-    clamped = _select(clamped < -_WIDE_DATA_LIMIT, -_WIDE_DATA_LIMIT, clamped)
-    k, u = _expm1_reduced_wide(clamped)
+    k, u = _expm1_reduced_wide(_clamp(z, _WIDE_DATA_LIMIT))
     result = (y * _pow2_f64(k)) * (1.0 + u)  # y*2^k is exact
     result = _select(z == np.inf, y * np.inf, result)
     result = _select(z == -np.inf, y * 0.0, result)
