@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import sympy as sp
 
 # Seconds allowed to build one formula in SymPy (parse.parse_expression) before it is refused.
 PARSE_SECONDS = 30.0
@@ -133,6 +132,8 @@ def tree_size(expr, stop: int | None = None) -> int:
 
 def dag_size(exprs, stop: int | None = None) -> int:
     """Distinct subexpressions of one expression or an iterable of them, counting stops at `stop`."""
+    import sympy as sp  # here, not at the top: specfile reads budget's limits without SymPy
+
     if isinstance(exprs, sp.Basic):
         exprs = [exprs]
     seen: set = set()

@@ -1,6 +1,8 @@
 """Catalog: the built-in losses, read from catalog.toml with the same loader users have.
 
-Each Loss is built on first request, so `lg.get("huber")` parses one formula, not all of them.
+Each Loss is built on first use of its formula, so `lg.get("huber")` parses one formula, not all
+of them, and calling a catalog kernel that is in the on-disk cache parses none: the kernel is
+cached under the loss's catalog entry, which defines it.
 """
 
 from __future__ import annotations
@@ -36,9 +38,14 @@ def _table_text(name: str, table: dict) -> str:
     return f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items())
 
 
+def _spec_of(name: str):
+    """The LossSpec of a catalog entry, read as a spec file would be."""
+    return loads(_tables()[name], f"{CATALOG_FILE}")[name].spec
+
+
 @functools.lru_cache(maxsize=None)
 def _build(name: str) -> Loss:
-    return loads(_tables()[name], f"{CATALOG_FILE}")[name]
+    return Loss.deferred(name, functools.partial(_spec_of, name), ("catalog", _tables()[name]))
 
 
 def catalog() -> dict[str, Loss]:

@@ -199,7 +199,7 @@ def _targets(choice: str) -> list[str]:
 
 def generated_files(losses, targets) -> dict[Path, str]:
     """Relative path -> source, for every (loss, target, dtype)."""
-    from .lower import DTYPES
+    from .dtypes import DTYPES
     from .runtime import kernel_source
 
     from .progress import progress
@@ -242,7 +242,7 @@ def cmd_build(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .lower import DTYPES
+    from .dtypes import DTYPES
     from .verify import verify
 
     from .progress import progress, write

@@ -221,7 +221,7 @@ class CudaKernel(Kernel):
         """(user-facing outputs, device arrays the kernel writes): the loss array (reduction "none",
         else None), grads and hesses. Device mode writes into `out` (or new device arrays) in place;
         NumPy mode writes into new device arrays, copied back into `out` (or new NumPy arrays)."""
-        n = len(self.loss.wrt)
+        n = len(self._wrt)
         empty = self._cuda.device_array
         if out is not None and not on_device:
             if any(_on_device(a) for a in _out_arrays(out)):
@@ -246,8 +246,8 @@ class CudaKernel(Kernel):
         return value if getattr(value, "__cuda_ndarray__", False) else self._cuda.as_cuda_array(value)
 
     def _check_device_outputs(self, out, shape, loss_shape):
-        n = len(self.loss.wrt)
-        loss, grads, hesses = _out_fields(out, n, self.loss.wrt)
+        n = len(self._wrt)
+        loss, grads, hesses = _out_fields(out, n, self._wrt)
         labelled = [(f"out.grad[{k}]" if n > 1 else "out.grad", g, shape) for k, g in enumerate(grads)]
         labelled += [(f"out.hess[{k}]" if n > 1 else "out.hess", h, shape) for k, h in enumerate(hesses)]
         if self.reduction == "none":
@@ -356,13 +356,13 @@ class CudaKernel(Kernel):
         return self._scale(size, None)
 
     def _call_rows_on_device(self, bound, given_params, weight, out, on_device: bool) -> Result:
-        roles = self.loss.roles
+        roles = self.facts.roles
         wrt0 = self._wrt[0]
         row_arrays = {n: self._device_input(n, bound[n], n in self._wrt) for n in self._inputs if roles[n] == "row"}
         shape = self._row_shape(row_arrays, wrt0)
         rows, classes = shape
         scalar = self.dtype.type
-        class_params = set(self.loss.spec.class_params)
+        class_params = set(self.facts.class_params)
         ignore = self._ignore_index(given_params, class_params)
         arguments = []
         for name in self._inputs:
@@ -379,7 +379,7 @@ class CudaKernel(Kernel):
         for name in self._params:
             if name not in class_params:
                 arguments.append(scalar(self._params[name].value(given_params.get(name, self._params[name].default))))
-        for name in self.loss.spec.class_params:
+        for name in self.facts.class_params:
             given = self._host_param(given_params.get(name))
             arguments.append(self._cuda.to_device(self._class_param(name, given, classes)))
         unweighted = list(arguments)

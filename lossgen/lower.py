@@ -21,12 +21,12 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from . import rowwise
 from .budget import distinct_nodes
+from .dtypes import DTYPES
 from .errors import CodegenError
 from .hazards import Bounds, value_bounds
 from .functions import CUSTOM_FUNCTIONS
 from .stabilize import exp_exact, exp_shared, expand_for_code, expm1_exact, kept_for_library
 
-DTYPES = ("float32", "float64")
 # x**n with n up to this is printed as n-1 multiplications (CSE has already shared repeated bases).
 MAX_UNROLLED_POWER = 8
 

@@ -77,8 +77,9 @@ def layout_for(target: str) -> KernelLayout:
         raise CodegenError(f"unknown target {target!r}; available: {', '.join(KERNEL_LAYOUTS)}") from None
 
 
-def render_kernel(lowered: LoweredLoss | LoweredRows, target: str, name: str, doc: str = "") -> str:
-    """Source code of the kernel module for one (loss, target, dtype)."""
+def render_kernel(lowered: LoweredLoss | LoweredRows, target: str, name: str, doc: str = "", facts: str = "{}") -> str:
+    """Source code of the kernel module for one (loss, target, dtype); `facts` is the JSON the
+    runtime reads to call it (runtime.KernelFacts)."""
     layout = layout_for(target)
     rowwise = isinstance(lowered, LoweredRows)
     template_name = layout.rowwise_template if rowwise else layout.template
@@ -90,5 +91,5 @@ def render_kernel(lowered: LoweredLoss | LoweredRows, target: str, name: str, do
         extra["per_row_inputs"] = [n for n in lowered.inputs if lowered.roles[n] != "row"]
     return template.render(
         lowered=lowered, name=name, doc=doc, template_name=template_name, block=layout.block, fastmath=fastmath,
-        real=f"np.{lowered.dtype}", **extra,
+        real=f"np.{lowered.dtype}", facts=repr(facts), **extra,
     )

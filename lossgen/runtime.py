@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from numba.core.errors import NumbaError
 
-import sympy as sp
-
 from .cache import kernel_key, load_kernel_module
+from .dtypes import dtype_name
 from .errors import CodegenError, InputError
-from .lower import DTYPES, lower, lower_rows
-from .render import layout_for, render_kernel
 from .transforms import apply_transform
 
 REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
@@ -48,9 +46,14 @@ class Result:
 @functools.lru_cache(maxsize=256)
 def kernel_source(loss, target: str, dtype: str) -> str:
     """Rendered module source for (loss, target, dtype); cached per Loss in this process."""
+    # The lowering and rendering stages (SymPy, Jinja2) load only when a kernel is generated: a
+    # kernel found in the on-disk cache needs neither.
+    from .lower import lower, lower_rows
+    from .render import layout_for, render_kernel
+
     math_library = layout_for(target).math_functions(dtype)
     lowered = lower_rows(loss, dtype, math_library) if loss.rowwise else lower(loss, dtype, math_library)
-    return render_kernel(lowered, target, loss.name, loss.doc)
+    return render_kernel(lowered, target, loss.name, loss.doc, KernelFacts.of_spec(loss.spec).to_json())
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ class _ParamCheck:
     low_open: bool
     high_open: bool
 
+    @classmethod
+    def of_interval(cls, name: str, default: float, interval) -> "_ParamCheck":
+        """The check of a param whose domain is a SymPy interval."""
+        return cls(name, default, float(interval.start), float(interval.end), bool(interval.left_open), bool(interval.right_open))
+
     def value(self, given) -> float:
         if isinstance(given, (bool, np.bool_)) or not isinstance(given, (int, float, np.integer, np.floating)):
             raise InputError(f"param {self.name!r} must be a real number, got {type(given).__name__}")
@@ -72,6 +80,51 @@ class _ParamCheck:
             lo, hi = ("(" if self.low_open else "["), (")" if self.high_open else "]")
             raise InputError(f"param {self.name!r} = {value} lies outside its domain {lo}{self.low}, {self.high}{hi}")
         return value
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """What a Kernel needs to bind, check and order a call's arguments.
+
+    Every kernel module carries its facts (KERNEL_FACTS, JSON written at render time from the
+    LossSpec), so a kernel loaded from the on-disk cache is called without parsing its formula.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    wrt: tuple[str, ...]
+    roles: dict
+    class_params: tuple[str, ...]
+    params: tuple[_ParamCheck, ...]
+    transform: str | None
+
+    @property
+    def rowwise(self) -> bool:
+        """Whether the loss reduces over a class axis (some input is a row)."""
+        return "row" in self.roles.values()
+
+    @classmethod
+    def of_spec(cls, spec) -> "KernelFacts":
+        """The facts of a LossSpec."""
+        params = tuple(_ParamCheck.of_interval(name, default, spec.domain[name]) for name, default in spec.params.items())
+        return cls(spec.name, tuple(spec.inputs), tuple(spec.wrt), dict(spec.roles), tuple(spec.class_params), params, spec.transform)
+
+    def to_json(self) -> str:
+        """One line of JSON (infinite bounds as Infinity, which json reads back)."""
+        params = [[c.name, c.default, c.low, c.high, c.low_open, c.high_open] for c in self.params]
+        return json.dumps({
+            "name": self.name, "inputs": self.inputs, "wrt": self.wrt, "roles": self.roles,
+            "class_params": self.class_params, "params": params, "transform": self.transform,
+        }, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "KernelFacts":
+        """Read to_json's text back."""
+        data = json.loads(text)
+        return cls(
+            data["name"], tuple(data["inputs"]), tuple(data["wrt"]), dict(data["roles"]), tuple(data["class_params"]),
+            tuple(_ParamCheck(*entry) for entry in data["params"]), data["transform"],
+        )
 
 
 class Kernel:
@@ -91,16 +144,12 @@ class Kernel:
             parallel = getattr(module, name, None)
             self._entries[weighted, False] = parallel
             self._entries[weighted, True] = getattr(module, name + "_serial", parallel)
-        self._params = {}
-        for name, default in loss.params.items():
-            interval = loss.domain[name]
-            self._params[name] = _ParamCheck(
-                name, default, float(interval.start), float(interval.end), bool(interval.left_open), bool(interval.right_open)
-            )
-        # Loss attributes read on every call, looked up once (a small batch's call is microseconds).
-        self._inputs, self._wrt, self._rowwise = tuple(loss.inputs), tuple(loss.wrt), loss.rowwise
-        self._transform = loss.spec.transform if reduction != "none" else None
-        self._is_wrt = [n in loss.wrt for n in loss.inputs]
+        self.facts = facts = KernelFacts.from_json(module.KERNEL_FACTS)
+        self._params = {check.name: check for check in facts.params}
+        # Facts read on every call, looked up once (a small batch's call is microseconds).
+        self._inputs, self._wrt, self._rowwise = facts.inputs, facts.wrt, facts.rowwise
+        self._transform = facts.transform if reduction != "none" else None
+        self._is_wrt = [n in facts.wrt for n in facts.inputs]
         self._checked_out = None  # (out, shape, checked outputs) of the last out= seen
         self._default_params = [self.dtype.type(check.value(check.default)) for check in self._params.values()]
 
@@ -109,7 +158,7 @@ class Kernel:
         """Raise CodegenError when this target cannot run here (the CPU always can)."""
 
     def __repr__(self):
-        return f"<Kernel {self.loss.name} target={self.target} dtype={self.dtype} reduction={self.reduction}>"
+        return f"<Kernel {self.facts.name} target={self.target} dtype={self.dtype} reduction={self.reduction}>"
 
     @property
     def source(self) -> str:
@@ -134,9 +183,9 @@ class Kernel:
         return int(self._params["ignore_index"].value(given_params.get("ignore_index", self._params["ignore_index"].default)))
 
     def _bind(self, arrays, named) -> tuple[dict, dict]:
-        inputs = self.loss.inputs
+        inputs = self._inputs
         if len(arrays) > len(inputs):
-            raise InputError(f"{self.loss.name} takes {len(inputs)} arrays ({', '.join(inputs)}), got {len(arrays)}")
+            raise InputError(f"{self.facts.name} takes {len(inputs)} arrays ({', '.join(inputs)}), got {len(arrays)}")
         bound = dict(zip(inputs, arrays))
         params = {}
         for key, value in named.items():
@@ -150,7 +199,7 @@ class Kernel:
                 raise InputError(f"unknown argument {key!r}; arrays: {', '.join(inputs)}; params: {', '.join(self._params) or 'none'}")
         missing = [n for n in inputs if n not in bound]
         if missing:
-            raise InputError(f"missing array {missing[0]!r} ({self.loss.name} takes {', '.join(inputs)})")
+            raise InputError(f"missing array {missing[0]!r} ({self.facts.name} takes {', '.join(inputs)})")
         return bound, params
 
     def _array(self, name: str, value, is_wrt: bool) -> np.ndarray:
@@ -186,11 +235,11 @@ class Kernel:
         inputs, wrt = self._inputs, self._wrt
         if named or len(arrays) != len(inputs) or self._rowwise:
             bound, given_params = self._bind(arrays, named)
-            if self.loss.rowwise:
+            if self._rowwise:
                 try:
                     return self._call_rows(bound, given_params, weight, out)
                 except NumbaError as exc:
-                    raise _not_compiled(self.loss, exc) from None
+                    raise _not_compiled(self.facts, exc) from None
             arrays = [bound[n] for n in inputs]
         else:
             given_params = None
@@ -225,7 +274,7 @@ class Kernel:
         try:
             total = function(*arguments)
         except NumbaError as exc:
-            raise _not_compiled(self.loss, exc) from None
+            raise _not_compiled(self.facts, exc) from None
         loss_value = loss_out if self.reduction == "none" else _divide(total, scale)
         return self._result(loss_value, grads, hesses)
 
@@ -236,15 +285,15 @@ class Kernel:
         "none") or None.
         """
         shape = tuple(int(s) for s in np.atleast_1d(np.asarray(shape, dtype=np.int64))) if np.ndim(shape) else (int(shape),)
-        loss_shape = shape[:1] if self.loss.rowwise else shape
+        loss_shape = shape[:1] if self._rowwise else shape
         loss = np.empty(loss_shape, self.dtype) if self.reduction == "none" else None
-        grads = tuple(np.empty(shape, self.dtype) for _ in self.loss.wrt)
-        hesses = tuple(np.empty(shape, self.dtype) for _ in self.loss.wrt)
+        grads = tuple(np.empty(shape, self.dtype) for _ in self._wrt)
+        hesses = tuple(np.empty(shape, self.dtype) for _ in self._wrt)
         return self._result(loss, grads, hesses, transform=False)
 
     def _outputs(self, out, shape, loss_shape):
         """(loss array or None, grads, hesses): fresh arrays, or those of `out` after checking them."""
-        n = len(self.loss.wrt)
+        n = len(self._wrt)
         if out is None:
             loss = np.empty(loss_shape, self.dtype) if self.reduction == "none" else None
             return loss, tuple(np.empty(shape, self.dtype) for _ in range(n)), tuple(np.empty(shape, self.dtype) for _ in range(n))
@@ -260,7 +309,7 @@ class Kernel:
         return checked
 
     def _check_outputs(self, out, shape, loss_shape):
-        n = len(self.loss.wrt)
+        n = len(self._wrt)
         if isinstance(out, Result):
             loss, grads, hesses = out.loss, out.grad, out.hess
         elif isinstance(out, (tuple, list)) and len(out) == 3:
@@ -270,7 +319,7 @@ class Kernel:
         if n == 1:
             grads, hesses = (grads,), (hesses,)
         elif not (isinstance(grads, tuple) and isinstance(hesses, tuple) and len(grads) == len(hesses) == n):
-            raise InputError(f"out: grad and hess must be tuples of {n} arrays, one per wrt ({', '.join(self.loss.wrt)})")
+            raise InputError(f"out: grad and hess must be tuples of {n} arrays, one per wrt ({', '.join(self._wrt)})")
         checked = [self._out_array(f"out.grad[{k}]" if n > 1 else "out.grad", g, shape) for k, g in enumerate(grads)]
         checked += [self._out_array(f"out.hess[{k}]" if n > 1 else "out.hess", h, shape) for k, h in enumerate(hesses)]
         if self.reduction == "none":
@@ -329,16 +378,16 @@ class Kernel:
         return np.ascontiguousarray(values, dtype=self.dtype)
 
     def _call_rows(self, bound, given_params, weight, out=None) -> Result:
-        roles = self.loss.roles
-        wrt0 = self.loss.wrt[0]
-        row_arrays = {n: self._array(n, bound[n], n in self.loss.wrt) for n in self.loss.inputs if roles[n] == "row"}
+        roles = self.facts.roles
+        wrt0 = self._wrt[0]
+        row_arrays = {n: self._array(n, bound[n], n in self._wrt) for n in self._inputs if roles[n] == "row"}
         shape = self._row_shape(row_arrays, wrt0)
         rows, classes = shape
         scalar = self.dtype.type
-        class_params = set(self.loss.spec.class_params)
+        class_params = set(self.facts.class_params)
         ignore = self._ignore_index(given_params, class_params)
         arguments = []
-        for name in self.loss.inputs:
+        for name in self._inputs:
             role = roles[name]
             if role == "row":
                 arguments.append(row_arrays[name])
@@ -352,7 +401,7 @@ class Kernel:
         for name in self._params:
             if name not in class_params:
                 arguments.append(scalar(self._params[name].value(given_params.get(name, self._params[name].default))))
-        for name in self.loss.spec.class_params:
+        for name in self.facts.class_params:
             arguments.append(self._class_param(name, given_params.get(name), classes))
         unweighted = list(arguments)
         suffix = ""
@@ -412,6 +461,8 @@ def _divide(total: float, scale: float) -> float:
 def spec_fingerprint(spec) -> tuple[str, ...]:
     """Everything in a LossSpec that shapes its kernel: two specs that differ in any of these
     (a normalizer, a domain that changes a simplification, a role) must never share a cache file."""
+    import sympy as sp
+
     return (
         spec.name, spec.doc, sp.srepr(spec.expr), repr(spec.inputs), repr(spec.wrt),
         repr(sorted(spec.params.items())), f"stabilize={spec.stabilize}",
@@ -437,20 +488,6 @@ def _not_compiled(loss, exc: Exception) -> CodegenError:
     return CodegenError(f"{loss.name}: numba could not compile the generated kernel ({type(exc).__name__}: {first[:200]})")
 
 
-def dtype_name(dtype) -> str:
-    """'float32' or 'float64' for a dtype given as NumPy would take it ("float32", np.float32,
-    np.dtype("f4")) or as a torch dtype (torch.float32); a CodegenError for anything else."""
-    name = str(dtype).removeprefix("torch.")
-    if name not in DTYPES and dtype is not None:  # NumPy reads None as float64: refused here
-        try:
-            name = np.dtype(dtype).name
-        except TypeError:
-            pass
-    if name not in DTYPES:
-        raise CodegenError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return name
-
-
 def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction: str = "mean") -> Kernel:
     """Generate, load (from the on-disk cache when possible) and wrap the kernel of a Loss."""
     if target not in KERNEL_RUNTIMES:
@@ -458,11 +495,12 @@ def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction:
     dtype = dtype_name(dtype)
     if reduction not in REDUCTIONS:
         raise CodegenError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
-    layout_for(target)
     module_name, class_name = KERNEL_RUNTIMES[target]
     kernel_class = getattr(importlib.import_module(module_name), class_name)
     kernel_class.check_target()  # before any import of a kernel module that needs what is missing
-    spec = loss.spec
-    key = kernel_key(target, dtype, *spec_fingerprint(spec))
+    # A catalog loss is keyed by its catalog entry's text, which defines its spec, so a kernel in
+    # the cache loads without parsing the formula; any other loss is keyed by its spec.
+    parts = loss.source_key or spec_fingerprint(loss.spec)
+    key = kernel_key(target, dtype, *parts)
     module = load_kernel_module(key, f"{loss.name}_{target}_{dtype}", lambda: kernel_source(loss, target, dtype))
     return kernel_class(loss, target, dtype, reduction, module)

@@ -11,16 +11,18 @@ import math
 import numbers
 import types
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import sympy as sp
-
-from . import budget, derive, stabilize
-from .domain import REAL_LINE, assumptions_for, interval_text, parse_interval
 from .errors import CodegenError, SpecError
-from .parse import MAX_NAME_CHARS, check_name, parse_expression
+
+# SymPy and the stages built on it are imported where they are used, not here: `import lossgen`
+# and a catalog loss whose kernel is in the on-disk cache need none of them (a fresh process
+# would otherwise spend half a second importing SymPy before its first call).
+if TYPE_CHECKING:
+    import sympy as sp
 
 # Characters that end a line (in Python source or for str.splitlines).
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
@@ -80,6 +82,8 @@ def _show(value, width: int = 60) -> str:
 
 
 def _as_name_list(value, field_name: str) -> tuple[str, ...]:
+    from .parse import check_name
+
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, Sequence) or isinstance(value, (bytes, bytearray)):
@@ -120,6 +124,9 @@ MAX_DOMAIN_CHARS = 100
 
 def _interval(text, field_name: str) -> sp.Interval:
     """parse_interval, with the bounds first checked to be ordinary floating-point numbers."""
+    from . import budget
+    from .domain import parse_interval
+
     if isinstance(text, str):
         if len(text) > MAX_DOMAIN_CHARS:
             raise SpecError(f"{field_name}: interval string is longer than {MAX_DOMAIN_CHARS} characters {budget.limit_hint('spec', 'MAX_DOMAIN_CHARS')}")
@@ -185,6 +192,12 @@ def _resolve_helpers(where: Mapping, symbols: Mapping[str, sp.Symbol], placehold
 
 def build_spec(name, expr, *, inputs, wrt, params=None, where=None, domain=None, doc="", stabilize=True, normalizer=None, transform=None) -> LossSpec:
     """Validate the constructor arguments of Loss and return an immutable LossSpec."""
+    import sympy as sp
+
+    from . import budget
+    from .domain import REAL_LINE, assumptions_for, interval_text
+    from .parse import MAX_NAME_CHARS, check_name
+
     if isinstance(name, str) and len(name) > MAX_NAME_CHARS:
         raise SpecError(f"name: {_show(name, 30)} is longer than {MAX_NAME_CHARS} characters {budget.limit_hint('parse', 'MAX_NAME_CHARS')}")
     if not isinstance(name, str) or not name.isidentifier():
@@ -301,6 +314,10 @@ def _shape_roles(body, normalizer, inputs, wrt, symbols, params) -> tuple[dict, 
 
 
 def _read_expr(value, scope: Mapping[str, sp.Symbol], field_name: str) -> sp.Expr:
+    import sympy as sp
+
+    from .parse import parse_expression
+
     if isinstance(value, str):
         return parse_expression(value, scope, field_name)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -314,6 +331,8 @@ def _read_expr(value, scope: Mapping[str, sp.Symbol], field_name: str) -> sp.Exp
 
 def _adopt_sympy(expr: sp.Expr, scope: Mapping[str, sp.Symbol], field_name: str) -> sp.Expr:
     """Accept a user's SymPy expression: map its symbols by name onto ours (with domain facts)."""
+    import sympy as sp
+
     from .lower import check_supported
 
     mapping = {}
@@ -337,6 +356,8 @@ def _adopt_sympy(expr: sp.Expr, scope: Mapping[str, sp.Symbol], field_name: str)
 
 
 def _same_normalizer(a: "Loss", b: "Loss"):
+    import sympy as sp
+
     if a._spec.normalizer is None and b._spec.normalizer is None:
         return None
     if sp.srepr(a._spec.normalizer) != sp.srepr(b._spec.normalizer):
@@ -373,13 +394,44 @@ class Loss:
         loss._spec = spec
         return loss
 
+    @classmethod
+    def deferred(cls, name: str, build: Callable[[], LossSpec], source_key: tuple[str, ...]) -> "Loss":
+        """A Loss whose spec is built by build() on first use (the catalog's losses).
+
+        `source_key` is text that fully defines the spec, such as its catalog entry: kernels are
+        cached under it, so compiling and calling a kernel that is in the cache builds nothing.
+        build must be picklable (a module-level function or a functools.partial of one).
+        """
+        loss = cls.__new__(cls)
+        loss._deferred_name, loss._build, loss._source_key = name, build, tuple(source_key)
+        return loss
+
+    @functools.cached_property
+    def _spec(self) -> LossSpec:
+        # Reached only by a deferred Loss: __init__ and from_spec store the spec directly.
+        return self._build()
+
     def __reduce__(self):
-        # Only the spec travels; derivatives and kernels are rebuilt (and cached) where it lands.
+        # Only the spec travels (for a deferred Loss, how to build it, which keeps its kernels'
+        # cache key); derivatives and kernels are rebuilt (and cached) where it lands.
+        if hasattr(self, "_build"):
+            return Loss.deferred, (self._deferred_name, self._build, self._source_key)
         return Loss.from_spec, (self._spec,)
+
+    @property
+    def source_key(self) -> tuple[str, ...] | None:
+        """The text that defines a deferred Loss (its kernels are cached under it), else None."""
+        return getattr(self, "_source_key", None)
 
     # --- the spec, read-only -------------------------------------------------------------
     spec = property(lambda self: self._spec, doc="The immutable LossSpec.")
-    name = property(lambda self: self._spec.name, doc="The loss's name.")
+
+    @property
+    def name(self) -> str:
+        """The loss's name."""
+        spec = self.__dict__.get("_spec")
+        return spec.name if spec is not None else self._deferred_name
+
     expr = property(lambda self: self._spec.expr, doc="The formula as a SymPy expression (helpers substituted).")
     inputs = property(lambda self: self._spec.inputs, doc="Per-sample array inputs, in call order.")
     wrt = property(lambda self: self._spec.wrt, doc="Inputs that derivatives are taken in.")
@@ -396,6 +448,8 @@ class Loss:
     # --- derivation ----------------------------------------------------------------------
     @functools.cached_property
     def _derived(self):
+        from . import budget
+
         # A formula within the parser's limits can still have derivatives that take SymPy
         # minutes (or gigabytes) to build; the budget turns that into a CodegenError that names
         # the limit, instead of a hang.
@@ -424,6 +478,8 @@ class Loss:
         return derived
 
     def _derive(self):
+        from . import derive, stabilize
+
         applied: set[str] = set()
         variables = [self.symbol(w) for w in self.wrt]
         if not self._spec.stabilize:
@@ -487,6 +543,10 @@ class Loss:
 
     # --- algebra -------------------------------------------------------------------------
     def _combine(self, other: "Loss", sign: int, symbol: str) -> "Loss":
+        import sympy as sp
+
+        from .domain import assumptions_for
+
         if not isinstance(other, Loss):
             return NotImplemented
         if other.inputs != self.inputs or other.wrt != self.wrt:
@@ -537,6 +597,8 @@ class Loss:
         return self._combine(other, -1, "-")
 
     def __mul__(self, factor):
+        import sympy as sp
+
         if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not math.isfinite(factor):
             return NotImplemented
         coefficient = sp.Rational(repr(float(factor))) if isinstance(factor, float) else sp.Integer(factor)

@@ -268,3 +268,77 @@ def test_kernel_key_tells_apart_specs_that_differ_only_in_domain_normalizer_or_p
     keys = {spec_fingerprint(x.spec) for x in (a, b, c)}
     assert len(keys) == 3
     assert spec_fingerprint(lg.Loss("same", "c*(p - y)**2", **base).spec) == spec_fingerprint(a.spec)
+
+
+CATALOG_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, sys, numpy as np
+    import lossgen as lg
+    imported_with_lossgen = sorted(m for m in ("sympy", "mpmath", "numba", "jinja2") if m in sys.modules)
+    kernel = lg.get(sys.argv[1]).compile(dtype="float32", reduction="mean")
+    rng = np.random.default_rng(1)
+    y, p = rng.uniform(0.05, 0.95, size=(2, 3000)).astype(np.float32)
+    result = kernel(y, p)
+    print(json.dumps({"with_lossgen": imported_with_lossgen, "after_call": "sympy" in sys.modules,
+                      "loss": float(result.loss).hex(),
+                      "bits": hashlib.sha256(result.grad.tobytes() + result.hess.tobytes()).hexdigest()}))
+    """
+)
+
+
+def test_cached_catalog_kernel_is_called_without_importing_sympy(tmp_path, name="huber"):
+    """A fresh process that finds a catalog kernel in the cache never parses its formula: SymPy
+    (half a second of import) is not even loaded. The first process renders it, and both agree
+    bit for bit."""
+    env = dict(os.environ, LOSSGEN_CACHE_DIR=str(tmp_path))
+    runs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", CATALOG_SCRIPT, name], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    assert first["with_lossgen"] == second["with_lossgen"] == []
+    assert first["after_call"] is True  # rendering the kernel needs the derivatives
+    assert second["after_call"] is False
+    assert (second["loss"], second["bits"]) == (first["loss"], first["bits"])
+
+
+def test_kernel_facts_read_back_from_every_catalog_kernel_module_match_the_spec():
+    import lossgen as lg
+    from lossgen.runtime import KernelFacts, kernel_source
+
+    for name, loss in lg.catalog().items():
+        facts = KernelFacts.of_spec(loss.spec)
+        assert KernelFacts.from_json(facts.to_json()) == facts, name
+        namespace = {}
+        source = kernel_source(loss, "cpu", "float32")
+        facts_line = next(line for line in source.splitlines() if line.startswith("KERNEL_FACTS = "))
+        exec(facts_line, namespace)  # noqa: S102 - one constant of our own generated module
+        assert KernelFacts.from_json(namespace["KERNEL_FACTS"]) == facts, name
+        assert facts.rowwise == loss.rowwise
+
+
+def test_catalog_losses_defer_their_formula_and_equal_the_parsed_loss():
+    import pickle
+
+    import lossgen as lg
+    from lossgen.catalog import _spec_of
+
+    loss = lg.Loss.deferred("huber", lambda: _spec_of("huber"), ("test", "huber"))
+    assert loss.name == "huber" and "_spec" not in vars(loss)
+    assert loss.source_key == ("test", "huber")
+    assert loss == lg.Loss.from_spec(_spec_of("huber")) and "_spec" in vars(loss)
+    catalog_loss = lg.get("quantile")
+    again = pickle.loads(pickle.dumps(catalog_loss))
+    assert again.source_key == catalog_loss.source_key and again.name == "quantile"
+    assert again == catalog_loss and again.grad == catalog_loss.grad
+    assert lg.Loss("own", "(p - y)**2", inputs=["y", "p"], wrt="p").source_key is None
+
+
+def test_verify_stays_the_function_after_its_module_is_imported():
+    import importlib
+
+    import lossgen as lg
+
+    importlib.import_module("lossgen.verify")
+    assert callable(lg.verify) and lg.verify.__module__ == "lossgen"

@@ -10,6 +10,9 @@ from numba import njit, prange
 
 from lossgen.kmath import log_f32
 
+# What the runtime needs to bind and check a call (runtime.KernelFacts), read without SymPy.
+KERNEL_FACTS = '{"class_params": [], "inputs": ["y", "p"], "name": "categorical_cross_entropy", "params": [], "roles": {"p": "row", "y": "row"}, "transform": null, "wrt": ["p"]}'
+
 
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):

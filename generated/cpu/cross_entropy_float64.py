@@ -10,6 +10,9 @@ from numba import njit, prange
 
 from lossgen.kmath import exp_f64, expm1_f64
 
+# What the runtime needs to bind and check a call (runtime.KernelFacts), read without SymPy.
+KERNEL_FACTS = '{"class_params": ["class_weight"], "inputs": ["y", "p"], "name": "cross_entropy", "params": [["class_weight", 1.0, 0.0, Infinity, false, true], ["ignore_index", -100.0, -Infinity, Infinity, true, true], ["label_smoothing", 0.0, 0.0, 1.0, false, false]], "roles": {"p": "row", "y": "label"}, "transform": null, "wrt": ["p"]}'
+
 
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows(y_arr, p_arr, ignore_index, label_smoothing, class_weight_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):

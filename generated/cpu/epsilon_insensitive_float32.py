@@ -10,6 +10,9 @@ from numba import njit, prange
 
 from lossgen.kreduce import block_sum
 
+# What the runtime needs to bind and check a call (runtime.KernelFacts), read without SymPy.
+KERNEL_FACTS = '{"class_params": [], "inputs": ["y", "p"], "name": "epsilon_insensitive", "params": [["epsilon", 0.1, 0.0, Infinity, false, true]], "roles": {"p": "sample", "y": "sample"}, "transform": null, "wrt": ["p"]}'
+
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
 

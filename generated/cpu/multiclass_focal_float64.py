@@ -10,6 +10,9 @@ from numba import njit, prange
 
 from lossgen.kmath import exp_f64, expm1_f64
 
+# What the runtime needs to bind and check a call (runtime.KernelFacts), read without SymPy.
+KERNEL_FACTS = '{"class_params": [], "inputs": ["y", "p"], "name": "multiclass_focal", "params": [["alpha", 1.0, 0.0, Infinity, false, true], ["gamma", 2.0, 0.0, Infinity, false, true]], "roles": {"p": "row", "y": "label"}, "transform": null, "wrt": ["p"]}'
+
 
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows(y_arr, p_arr, alpha, gamma, _scale, _loss_out, _grad_p_out, _hess_p_out):

@@ -8,6 +8,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
+# What the runtime needs to bind and check a call (runtime.KernelFacts), read without SymPy.
+KERNEL_FACTS = '{"class_params": [], "inputs": ["y", "p"], "name": "multiclass_hinge", "params": [], "roles": {"p": "row", "y": "label"}, "transform": null, "wrt": ["p"]}'
+
 
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def rows(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):

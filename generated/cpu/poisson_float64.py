@@ -11,6 +11,9 @@ from numba import njit, prange
 from lossgen.kreduce import block_sum
 from lossgen.kmath import exp_f64, exp_minus_f64
 
+# What the runtime needs to bind and check a call (runtime.KernelFacts), read without SymPy.
+KERNEL_FACTS = '{"class_params": [], "inputs": ["y", "p"], "name": "poisson", "params": [], "roles": {"p": "sample", "y": "sample"}, "transform": null, "wrt": ["p"]}'
+
 # Samples per reduction block: partial sums are per block, so results do not depend on threads.
 BLOCK = 4096
 

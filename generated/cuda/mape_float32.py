@@ -10,6 +10,10 @@ from numba import cuda
 
 from lossgen.cuda_device import block_sum, sign_f32
 
+# What the runtime needs to bind and check a call (runtime.KernelFacts), read without SymPy.
+KERNEL_FACTS = '{"class_params": [], "inputs": ["y", "p"], "name": "mape", "params": [], "roles": {"p": "sample", "y": "sample"}, "transform": null, "wrt": ["p"]}'
+
+
 
 @cuda.jit(cache=True)
 def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):

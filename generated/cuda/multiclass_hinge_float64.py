@@ -11,6 +11,10 @@ from numba import cuda
 from lossgen.cuda_device import block_sum
 
 
+# What the runtime needs to bind and check a call (runtime.KernelFacts), read without SymPy.
+KERNEL_FACTS = '{"class_params": [], "inputs": ["y", "p"], "name": "multiclass_hinge", "params": [], "roles": {"p": "row", "y": "label"}, "transform": null, "wrt": ["p"]}'
+
+
 @cuda.jit(cache=True)
 def per_row(y_arr, p_arr, _scale, _loss_out, _grad_p_out, _hess_p_out):
     """Per-row loss into _loss_out (reduction "none"); per-class gradient and Hessian diagonal divided by _scale."""

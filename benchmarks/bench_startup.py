@@ -1,0 +1,152 @@
+"""Start-up cost: a fresh Python process that imports lossgen and calls one catalog kernel.
+
+Each measurement is a new interpreter, timed from outside (so interpreter start-up counts, as it
+does for a user), with the parts timed inside it. Runs of the different kinds are interleaved,
+so a slow spell of a shared machine lands on all of them alike.
+
+  floor     numpy + numba, then the first call of one @njit(cache=True) function that numba
+            finds in its cache: what any numba-compiled library pays before its first result.
+  cached    `import lossgen`, lg.get(name).compile(dtype), first call at n = 1000, with the kernel
+            already in lossgen's cache (the common case: every process after the first).
+  compile   the same in a process with an empty lossgen cache: derive, lower, render, then numba
+            compiles the kernel (kmath's functions come from numba's cache, as after install).
+  cold      the same with numba's cache empty too (NUMBA_CACHE_DIR): kmath is compiled as well.
+
+    python benchmarks/bench_startup.py [--losses huber,focal,log_cosh] [--repeat 7] [--dtype float64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _peers
+from _peers import make_inputs  # noqa: E402
+
+FLOOR = textwrap.dedent(
+    """
+    import json, time
+    t0 = time.perf_counter()
+    import numpy as np
+    import numba
+
+    @numba.njit(cache=True)
+    def step(y, p, g, h):
+        for i in range(p.shape[0]):
+            g[i] = p[i] - y[i]
+            h[i] = p[i] + y[i]
+        return 0.0
+
+    y = np.ones(1000); p = np.ones(1000)
+    t1 = time.perf_counter()
+    step(y, p, np.empty(1000), np.empty(1000))
+    t2 = time.perf_counter()
+    print(json.dumps({"import": t1 - t0, "first_call": t2 - t1, "sympy": False}))
+    """
+)
+
+LOSSGEN = textwrap.dedent(
+    """
+    import json, sys, time
+    t0 = time.perf_counter()
+    import numpy as np
+    import lossgen as lg
+    t1 = time.perf_counter()
+    kernel = lg.get(sys.argv[1]).compile(dtype=sys.argv[2])
+    t2 = time.perf_counter()
+    with np.load(sys.argv[3]) as saved:  # the loss's inputs, drawn from its domain by the parent
+        arrays = [saved[f"a{i}"] for i in range(len(saved.files))]
+    t3 = time.perf_counter()
+    kernel(*arrays)
+    t4 = time.perf_counter()
+    print(json.dumps({"import": t1 - t0, "compile": t2 - t1, "first_call": t4 - t3, "sympy": "sympy" in sys.modules}))
+    """
+)
+
+
+def run(script: str, args: list[str], env: dict) -> dict:
+    """One fresh interpreter: its wall time from outside and the parts it timed inside."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=600)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"a start-up run failed:\n{done.stderr.strip()[-2000:]}")
+    parts = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"wall": wall, **parts}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run the measurements; print a Markdown table and return the rows (for --json and tests)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--losses", default="huber,focal,log_cosh", help="catalog losses, comma-separated")
+    parser.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    parser.add_argument("--repeat", type=int, default=7, help="fresh processes per kind and loss")
+    parser.add_argument("--kinds", default="floor,cached,compile,cold", help="which measurements, comma-separated")
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args(argv)
+    kinds = args.kinds.split(",")
+    losses = args.losses.split(",")
+    samples: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="lossgen-startup-") as scratch:
+        inputs = {}
+        for name in losses:
+            inputs[name] = os.path.join(scratch, f"{name}.npz")
+            np.savez(inputs[name], **{f"a{i}": a for i, a in enumerate(make_inputs(name, 1000, args.dtype))})
+        # lossgen's kmath functions stay in numba's cache where the install keeps them, except for "cold".
+        warm = dict(os.environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, "warm"))
+        floor_env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(scratch, "numba-floor"))
+        if "floor" in kinds:
+            run(FLOOR, [], floor_env)  # fills numba's cache for the floor function
+        if "cached" in kinds:
+            for name in losses:
+                run(LOSSGEN, [name, args.dtype, inputs[name]], warm)  # fills lossgen's cache
+        for round_ in range(args.repeat):
+            if "floor" in kinds:
+                samples.setdefault(("floor", "-"), []).append(run(FLOOR, [], floor_env))
+            for name in losses:
+                if "cached" in kinds:
+                    samples.setdefault(("cached", name), []).append(run(LOSSGEN, [name, args.dtype, inputs[name]], warm))
+                if "compile" in kinds:
+                    fresh = dict(os.environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, f"compile-{name}-{round_}"))
+                    samples.setdefault(("compile", name), []).append(run(LOSSGEN, [name, args.dtype, inputs[name]], fresh))
+                if "cold" in kinds:
+                    cold = dict(os.environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, f"cold-{name}-{round_}"),
+                                NUMBA_CACHE_DIR=os.path.join(scratch, f"numba-cold-{name}-{round_}"))
+                    samples.setdefault(("cold", name), []).append(run(LOSSGEN, [name, args.dtype, inputs[name]], cold))
+    floor_wall = statistics.median(s["wall"] for s in samples[("floor", "-")]) if ("floor", "-") in samples else None
+    rows = []
+    for (kind, name), runs in samples.items():
+        row = {"kind": kind, "loss": name, "dtype": args.dtype, "runs": len(runs)}
+        for part in ("wall", "import", "compile", "first_call"):
+            values = [r[part] for r in runs if part in r]
+            if values:
+                row[part] = statistics.median(values)
+        row["min_wall"] = min(r["wall"] for r in runs)
+        row["sympy_imported"] = any(r["sympy"] for r in runs)
+        row["vs_floor"] = row["wall"] / floor_wall if floor_wall else None
+        rows.append(row)
+    print(f"Fresh-process start-up, {args.dtype}, median of {args.repeat} (seconds; ratio to the numba floor)\n")
+    print("| kind | loss | wall | min wall | vs floor | import | compile | first call | SymPy imported |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for row in rows:
+        cells = [f"{row[p]:.2f}" if p in row else "-" for p in ("wall", "min_wall")]
+        ratio = f"{row['vs_floor']:.2f}x" if row["vs_floor"] else "-"
+        parts = [f"{row[p]:.2f}" if p in row else "-" for p in ("import", "compile", "first_call")]
+        print(f"| {row['kind']} | {row['loss']} | {' | '.join(cells)} | {ratio} | {' | '.join(parts)} | {'yes' if row['sympy_imported'] else 'no'} |")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(rows, handle, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
