@@ -4,6 +4,9 @@ Each measurement is a new interpreter, timed from outside (so interpreter start-
 does for a user), with the parts timed inside it. Runs of the different kinds are interleaved,
 so a slow spell of a shared machine lands on all of them alike.
 
+Reported: `to result`, from launching the interpreter to the first call's return (the issue's
+measure), and `wall`, which adds the interpreter's exit.
+
   floor     numpy + numba, then the first call of one @njit(cache=True) function that numba
             finds in its cache: what any numba-compiled library pays before its first result.
   cached    `import lossgen`, lg.get(name).compile(dtype), first call at n = 1000, with the kernel
@@ -50,7 +53,7 @@ FLOOR = textwrap.dedent(
     t1 = time.perf_counter()
     step(y, p, np.empty(1000), np.empty(1000))
     t2 = time.perf_counter()
-    print(json.dumps({"import": t1 - t0, "first_call": t2 - t1, "sympy": False}))
+    print(json.dumps({"import": t1 - t0, "first_call": t2 - t1, "sympy": False, "done_at": time.time()}))
     """
 )
 
@@ -68,20 +71,24 @@ LOSSGEN = textwrap.dedent(
     t3 = time.perf_counter()
     kernel(*arrays)
     t4 = time.perf_counter()
-    print(json.dumps({"import": t1 - t0, "compile": t2 - t1, "first_call": t4 - t3, "sympy": "sympy" in sys.modules}))
+    print(json.dumps({"import": t1 - t0, "compile": t2 - t1, "first_call": t4 - t3, "sympy": "sympy" in sys.modules,
+                      "done_at": time.time()}))
     """
 )
 
 
 def run(script: str, args: list[str], env: dict) -> dict:
-    """One fresh interpreter: its wall time from outside and the parts it timed inside."""
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=600)
-    wall = time.perf_counter() - start
+    """One fresh interpreter running the script file: its wall time from outside and the parts
+    it timed inside. (A file, not -c: numba caches only functions that have a source file.)"""
+    launched = time.time()
+    done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env, timeout=600)
+    wall = time.time() - launched
     if done.returncode != 0:
         raise SystemExit(f"a start-up run failed:\n{done.stderr.strip()[-2000:]}")
     parts = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"wall": wall, **parts}
+    # To the first result: from launching the interpreter to the kernel's return, without the
+    # interpreter's exit (numba's teardown adds 0.1-0.2 s after the work is done).
+    return {"wall": wall, "to_result": parts.pop("done_at") - launched, **parts}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -97,50 +104,58 @@ def main(argv: list[str] | None = None) -> list[dict]:
     losses = args.losses.split(",")
     samples: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="lossgen-startup-") as scratch:
+        scripts = {}
+        for label, text in (("floor", FLOOR), ("lossgen", LOSSGEN)):
+            scripts[label] = os.path.join(scratch, f"startup_{label}.py")
+            with open(scripts[label], "w", encoding="utf-8") as handle:
+                handle.write(text)
         inputs = {}
         for name in losses:
             inputs[name] = os.path.join(scratch, f"{name}.npz")
             np.savez(inputs[name], **{f"a{i}": a for i, a in enumerate(make_inputs(name, 1000, args.dtype))})
+        # Python writes bytecode caches as it does for users: with PYTHONDONTWRITEBYTECODE (set in
+        # some sandboxes and CI images) every run would compile lossgen's modules from source.
+        environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         # lossgen's kmath functions stay in numba's cache where the install keeps them, except for "cold".
-        warm = dict(os.environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, "warm"))
-        floor_env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(scratch, "numba-floor"))
+        warm = dict(environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, "warm"))
+        floor_env = dict(environ, NUMBA_CACHE_DIR=os.path.join(scratch, "numba-floor"))
         if "floor" in kinds:
-            run(FLOOR, [], floor_env)  # fills numba's cache for the floor function
+            run(scripts["floor"], [], floor_env)  # fills numba's cache for the floor function
         if "cached" in kinds:
             for name in losses:
-                run(LOSSGEN, [name, args.dtype, inputs[name]], warm)  # fills lossgen's cache
+                run(scripts["lossgen"], [name, args.dtype, inputs[name]], warm)  # fills lossgen's cache
         for round_ in range(args.repeat):
             if "floor" in kinds:
-                samples.setdefault(("floor", "-"), []).append(run(FLOOR, [], floor_env))
+                samples.setdefault(("floor", "-"), []).append(run(scripts["floor"], [], floor_env))
             for name in losses:
                 if "cached" in kinds:
-                    samples.setdefault(("cached", name), []).append(run(LOSSGEN, [name, args.dtype, inputs[name]], warm))
+                    samples.setdefault(("cached", name), []).append(run(scripts["lossgen"], [name, args.dtype, inputs[name]], warm))
                 if "compile" in kinds:
-                    fresh = dict(os.environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, f"compile-{name}-{round_}"))
-                    samples.setdefault(("compile", name), []).append(run(LOSSGEN, [name, args.dtype, inputs[name]], fresh))
+                    fresh = dict(environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, f"compile-{name}-{round_}"))
+                    samples.setdefault(("compile", name), []).append(run(scripts["lossgen"], [name, args.dtype, inputs[name]], fresh))
                 if "cold" in kinds:
-                    cold = dict(os.environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, f"cold-{name}-{round_}"),
+                    cold = dict(environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, f"cold-{name}-{round_}"),
                                 NUMBA_CACHE_DIR=os.path.join(scratch, f"numba-cold-{name}-{round_}"))
-                    samples.setdefault(("cold", name), []).append(run(LOSSGEN, [name, args.dtype, inputs[name]], cold))
-    floor_wall = statistics.median(s["wall"] for s in samples[("floor", "-")]) if ("floor", "-") in samples else None
+                    samples.setdefault(("cold", name), []).append(run(scripts["lossgen"], [name, args.dtype, inputs[name]], cold))
+    floor = statistics.median(s["to_result"] for s in samples[("floor", "-")]) if ("floor", "-") in samples else None
     rows = []
     for (kind, name), runs in samples.items():
         row = {"kind": kind, "loss": name, "dtype": args.dtype, "runs": len(runs)}
-        for part in ("wall", "import", "compile", "first_call"):
+        for part in ("to_result", "wall", "import", "compile", "first_call"):
             values = [r[part] for r in runs if part in r]
             if values:
                 row[part] = statistics.median(values)
-        row["min_wall"] = min(r["wall"] for r in runs)
+        row["min_to_result"] = min(r["to_result"] for r in runs)
         row["sympy_imported"] = any(r["sympy"] for r in runs)
-        row["vs_floor"] = row["wall"] / floor_wall if floor_wall else None
+        row["vs_floor"] = row["to_result"] / floor if floor else None
         rows.append(row)
     print(f"Fresh-process start-up, {args.dtype}, median of {args.repeat} (seconds; ratio to the numba floor)\n")
-    print("| kind | loss | wall | min wall | vs floor | import | compile | first call | SymPy imported |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| kind | loss | to result | min | vs floor | wall with exit | import | compile | first call | SymPy imported |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for row in rows:
-        cells = [f"{row[p]:.2f}" if p in row else "-" for p in ("wall", "min_wall")]
+        cells = [f"{row[p]:.2f}" if p in row else "-" for p in ("to_result", "min_to_result")]
         ratio = f"{row['vs_floor']:.2f}x" if row["vs_floor"] else "-"
-        parts = [f"{row[p]:.2f}" if p in row else "-" for p in ("import", "compile", "first_call")]
+        parts = [f"{row[p]:.2f}" if p in row else "-" for p in ("wall", "import", "compile", "first_call")]
         print(f"| {row['kind']} | {row['loss']} | {' | '.join(cells)} | {ratio} | {' | '.join(parts)} | {'yes' if row['sympy_imported'] else 'no'} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
