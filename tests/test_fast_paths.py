@@ -57,17 +57,34 @@ def test_results_do_not_depend_on_the_thread_count(compiled, inputs, monkeypatch
 
 
 def test_block_sum_is_exact_on_integers_and_matches_a_fixed_order():
-    from lossgen.kreduce import block_sum
+    from lossgen.kreduce import LANES, block_sum
 
     values = np.arange(1, 4100, dtype=np.float64)
-    for count in (0, 1, 7, 8, 9, 4099):
+    for count in (0, 1, 7, LANES - 1, LANES, LANES + 1, 4099):
         assert block_sum(values, count) == float(np.sum(values[:count]))
     rng = np.random.default_rng(1)
     values = rng.normal(size=4096) * 10.0 ** rng.integers(-8, 8, size=4096)
-    lanes = [sum(values[j:4096:8].tolist()[i] for i in range(512)) for j in range(8)]
-    # the documented order: lanes summed pairwise, then the (empty) tail
-    expected = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])) + 0.0
-    assert block_sum(values, 4096) == expected
+    for count in (4096, 4000):
+        rows = count // LANES
+        # The documented order: lane l adds values l, l + LANES, ... of the whole rows in turn,
+        # then the lanes are added in index order, then the tail one value at a time.
+        lanes = [0.0] * LANES
+        for row in range(rows):
+            for lane in range(LANES):
+                lanes[lane] += float(values[row * LANES + lane])
+        expected = 0.0
+        for lane in lanes:
+            expected += lane
+        for value in values[rows * LANES:count].tolist():
+            expected += value
+        assert block_sum(values, count) == expected
+
+
+def test_block_sum_widens_float32_values_exactly():
+    from lossgen.kreduce import block_sum
+
+    values = (np.random.default_rng(2).normal(size=4096) * 1e6).astype(np.float32)
+    assert block_sum(values, 4096) == block_sum(values.astype(np.float64), 4096)
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean"])

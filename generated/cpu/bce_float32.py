@@ -43,9 +43,11 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -54,7 +56,7 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _loss = -_t0*log1p_f32(-p) - y*log_f32(p)
             _grad_p = _t0/_t1 + (-y)/p
             _hess_p = _t0/_t1/_t1 + y/p/p
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -89,9 +91,11 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -100,7 +104,7 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _loss = -_t0*log1p_f32(-p) - y*log_f32(p)
             _grad_p = _t0/_t1 + (-y)/p
             _hess_p = _t0/_t1/_t1 + y/p/p
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -136,9 +140,11 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -148,7 +154,7 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             _grad_p = _t0/_t1 + (-y)/p
             _hess_p = _t0/_t1/_t1 + y/p/p
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -184,9 +190,11 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -196,7 +204,7 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             _grad_p = _t0/_t1 + (-y)/p
             _hess_p = _t0/_t1/_t1 + y/p/p
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)

@@ -50,8 +50,10 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -68,7 +70,7 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _loss = _t2*(_t1 + max(0.0, p)) + y*(_t1 + max(0.0, -p))
             _grad_p = _r0*_t4 - _r0*_t7
             _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -110,8 +112,10 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -128,7 +132,7 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _loss = _t2*(_t1 + max(0.0, p)) + y*(_t1 + max(0.0, -p))
             _grad_p = _r0*_t4 - _r0*_t7
             _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -171,8 +175,10 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -190,7 +196,7 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             _grad_p = _r0*_t4 - _r0*_t7
             _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -233,8 +239,10 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -252,7 +260,7 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             _grad_p = _r0*_t4 - _r0*_t7
             _hess_p = (_r0*_r0)*_t3*_t7 + (_r0*_r0)*_t4*_t6
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)

@@ -41,8 +41,10 @@ def reduced(y_arr, p_arr, alpha, l1_ratio, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -51,7 +53,7 @@ def reduced(y_arr, p_arr, alpha, l1_ratio, _scale, _grad_p_out, _hess_p_out):
             _loss = alpha*((0.5)*_t0*(p*p) + l1_ratio*abs(p))
             _grad_p = alpha*(_t0*p + l1_ratio*np.sign(p))
             _hess_p = _t0*alpha
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -85,8 +87,10 @@ def reduced_serial(y_arr, p_arr, alpha, l1_ratio, _scale, _grad_p_out, _hess_p_o
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -95,7 +99,7 @@ def reduced_serial(y_arr, p_arr, alpha, l1_ratio, _scale, _grad_p_out, _hess_p_o
             _loss = alpha*((0.5)*_t0*(p*p) + l1_ratio*abs(p))
             _grad_p = alpha*(_t0*p + l1_ratio*np.sign(p))
             _hess_p = _t0*alpha
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -130,8 +134,10 @@ def reduced_weighted(y_arr, p_arr, alpha, l1_ratio, _weight, _scale, _grad_p_out
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -141,7 +147,7 @@ def reduced_weighted(y_arr, p_arr, alpha, l1_ratio, _weight, _scale, _grad_p_out
             _grad_p = alpha*(_t0*p + l1_ratio*np.sign(p))
             _hess_p = _t0*alpha
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -176,8 +182,10 @@ def reduced_weighted_serial(y_arr, p_arr, alpha, l1_ratio, _weight, _scale, _gra
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -187,7 +195,7 @@ def reduced_weighted_serial(y_arr, p_arr, alpha, l1_ratio, _weight, _scale, _gra
             _grad_p = alpha*(_t0*p + l1_ratio*np.sign(p))
             _hess_p = _t0*alpha
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)

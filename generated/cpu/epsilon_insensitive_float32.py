@@ -42,9 +42,11 @@ def reduced(y_arr, p_arr, epsilon, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -53,7 +55,7 @@ def reduced(y_arr, p_arr, epsilon, _scale, _grad_p_out, _hess_p_out):
             _loss = max(np.float32(0.0), -_t1)
             _grad_p = (np.float32(1.0) if (_t1 < np.float32(0.0)) else (np.float32(0.5) if (_t1 == np.float32(0.0)) else np.float32(0.0)))*np.sign(_t0)
             _hess_p = np.float32(0.0)
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -88,9 +90,11 @@ def reduced_serial(y_arr, p_arr, epsilon, _scale, _grad_p_out, _hess_p_out):
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -99,7 +103,7 @@ def reduced_serial(y_arr, p_arr, epsilon, _scale, _grad_p_out, _hess_p_out):
             _loss = max(np.float32(0.0), -_t1)
             _grad_p = (np.float32(1.0) if (_t1 < np.float32(0.0)) else (np.float32(0.5) if (_t1 == np.float32(0.0)) else np.float32(0.0)))*np.sign(_t0)
             _hess_p = np.float32(0.0)
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -135,9 +139,11 @@ def reduced_weighted(y_arr, p_arr, epsilon, _weight, _scale, _grad_p_out, _hess_
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -147,7 +153,7 @@ def reduced_weighted(y_arr, p_arr, epsilon, _weight, _scale, _grad_p_out, _hess_
             _grad_p = (np.float32(1.0) if (_t1 < np.float32(0.0)) else (np.float32(0.5) if (_t1 == np.float32(0.0)) else np.float32(0.0)))*np.sign(_t0)
             _hess_p = np.float32(0.0)
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -183,9 +189,11 @@ def reduced_weighted_serial(y_arr, p_arr, epsilon, _weight, _scale, _grad_p_out,
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -195,7 +203,7 @@ def reduced_weighted_serial(y_arr, p_arr, epsilon, _weight, _scale, _grad_p_out,
             _grad_p = (np.float32(1.0) if (_t1 < np.float32(0.0)) else (np.float32(0.5) if (_t1 == np.float32(0.0)) else np.float32(0.0)))*np.sign(_t0)
             _hess_p = np.float32(0.0)
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)

@@ -64,8 +64,10 @@ def reduced(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -96,7 +98,7 @@ def reduced(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out):
             _loss = _t9
             _grad_p = _t15 + _t20*_t21
             _hess_p = 2.0*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -152,8 +154,10 @@ def reduced_serial(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out)
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -184,7 +188,7 @@ def reduced_serial(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out)
             _loss = _t9
             _grad_p = _t15 + _t20*_t21
             _hess_p = 2.0*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -241,8 +245,10 @@ def reduced_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p_out, _
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -274,7 +280,7 @@ def reduced_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p_out, _
             _grad_p = _t15 + _t20*_t21
             _hess_p = 2.0*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -331,8 +337,10 @@ def reduced_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -364,7 +372,7 @@ def reduced_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p
             _grad_p = _t15 + _t20*_t21
             _hess_p = 2.0*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)

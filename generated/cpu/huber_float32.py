@@ -43,9 +43,11 @@ def reduced(y_arr, p_arr, delta, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -55,7 +57,7 @@ def reduced(y_arr, p_arr, delta, _scale, _grad_p_out, _hess_p_out):
             _loss = ((np.float32(0.5))*(_t0*_t0) if _t2 else delta*(_t1 - np.float32(0.5)*delta))
             _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
             _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -91,9 +93,11 @@ def reduced_serial(y_arr, p_arr, delta, _scale, _grad_p_out, _hess_p_out):
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -103,7 +107,7 @@ def reduced_serial(y_arr, p_arr, delta, _scale, _grad_p_out, _hess_p_out):
             _loss = ((np.float32(0.5))*(_t0*_t0) if _t2 else delta*(_t1 - np.float32(0.5)*delta))
             _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
             _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -140,9 +144,11 @@ def reduced_weighted(y_arr, p_arr, delta, _weight, _scale, _grad_p_out, _hess_p_
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -153,7 +159,7 @@ def reduced_weighted(y_arr, p_arr, delta, _weight, _scale, _grad_p_out, _hess_p_
             _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
             _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -190,9 +196,11 @@ def reduced_weighted_serial(y_arr, p_arr, delta, _weight, _scale, _grad_p_out, _
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -203,7 +211,7 @@ def reduced_weighted_serial(y_arr, p_arr, delta, _weight, _scale, _grad_p_out, _
             _grad_p = (_t0 if _t2 else delta*np.sign(_t0))
             _hess_p = (np.float32(1.0) if _t2 else np.float32(0.0))
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)

@@ -50,9 +50,11 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -68,7 +70,7 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _loss = (np.float32(0.0) if _t2 else _t1 - np.float32(0.6931471805599453)) + log1p_f32((((np.float32(0.5))*(_t4*_t4))/_t5 if _t2 else _t6))
             _grad_p = -_r0*_t4*(_t4 + np.float32(2.0))*np.sign(_t0)
             _hess_p = np.float32(4.0)*(_r0*_r0)*_t6
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -110,9 +112,11 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -128,7 +132,7 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _loss = (np.float32(0.0) if _t2 else _t1 - np.float32(0.6931471805599453)) + log1p_f32((((np.float32(0.5))*(_t4*_t4))/_t5 if _t2 else _t6))
             _grad_p = -_r0*_t4*(_t4 + np.float32(2.0))*np.sign(_t0)
             _hess_p = np.float32(4.0)*(_r0*_r0)*_t6
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -171,9 +175,11 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -190,7 +196,7 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             _grad_p = -_r0*_t4*(_t4 + np.float32(2.0))*np.sign(_t0)
             _hess_p = np.float32(4.0)*(_r0*_r0)*_t6
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -233,9 +239,11 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -252,7 +260,7 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             _grad_p = -_r0*_t4*(_t4 + np.float32(2.0))*np.sign(_t0)
             _hess_p = np.float32(4.0)*(_r0*_r0)*_t6
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)

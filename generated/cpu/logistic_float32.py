@@ -46,9 +46,11 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -60,7 +62,7 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _loss = log1p_f32(_t1) + max(np.float32(0.0), -_t0)
             _grad_p = -_r0*_t2*y
             _hess_p = (_r0*_r0)*_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1)
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -98,9 +100,11 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -112,7 +116,7 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _loss = log1p_f32(_t1) + max(np.float32(0.0), -_t0)
             _grad_p = -_r0*_t2*y
             _hess_p = (_r0*_r0)*_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1)
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -151,9 +155,11 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -166,7 +172,7 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             _grad_p = -_r0*_t2*y
             _hess_p = (_r0*_r0)*_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1)
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -205,9 +211,11 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
-        _losses = np.empty(BLOCK, dtype=np.float64)
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
+        _losses = np.empty(BLOCK, dtype=np.float32)
         for _i in range(_start, _stop):
             y = y_arr[_i]
             p = p_arr[_i]
@@ -220,7 +228,7 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             _grad_p = -_r0*_t2*y
             _hess_p = (_r0*_r0)*_t2*(y*y)*(np.float32(1.0) if (_t0 >= np.float32(0.0)) else _t1)
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)

@@ -43,8 +43,10 @@ def reduced(y_arr, p_arr, beta, _scale, _grad_p_out, _hess_p_out):
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -55,7 +57,7 @@ def reduced(y_arr, p_arr, beta, _scale, _grad_p_out, _hess_p_out):
             _loss = (((0.5)*(_t0*_t0))/beta if _t2 else _t1 - 0.5*beta)
             _grad_p = (_t0/beta if _t2 else np.sign(_t0))
             _hess_p = (1.0/beta if _t2 else 0.0)
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -91,8 +93,10 @@ def reduced_serial(y_arr, p_arr, beta, _scale, _grad_p_out, _hess_p_out):
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -103,7 +107,7 @@ def reduced_serial(y_arr, p_arr, beta, _scale, _grad_p_out, _hess_p_out):
             _loss = (((0.5)*(_t0*_t0))/beta if _t2 else _t1 - 0.5*beta)
             _grad_p = (_t0/beta if _t2 else np.sign(_t0))
             _hess_p = (1.0/beta if _t2 else 0.0)
-            _losses[_i - _start] = np.float64(_loss)
+            _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p / _scale
             _hess_p_out[_i] = _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -140,8 +144,10 @@ def reduced_weighted(y_arr, p_arr, beta, _weight, _scale, _grad_p_out, _hess_p_o
     for _b in prange(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -153,7 +159,7 @@ def reduced_weighted(y_arr, p_arr, beta, _weight, _scale, _grad_p_out, _hess_p_o
             _grad_p = (_t0/beta if _t2 else np.sign(_t0))
             _hess_p = (1.0/beta if _t2 else 0.0)
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
@@ -190,8 +196,10 @@ def reduced_weighted_serial(y_arr, p_arr, beta, _weight, _scale, _grad_p_out, _h
     for _b in range(_blocks):
         _start = _b * BLOCK
         _stop = min(_start + BLOCK, _n)
-        # Losses go to a block buffer and are summed after the loop: a running sum inside the
-        # loop is a chain of dependent adds that keeps LLVM from vectorizing the whole body.
+        # Losses go to a block buffer and are summed (in float64) after the loop: a running sum
+        # inside the loop is a chain of dependent adds that keeps LLVM from vectorizing the whole
+        # body. The buffer has the kernel's dtype, which holds each loss exactly: a float32
+        # kernel's block then fits beside its inputs in L1.
         _losses = np.empty(BLOCK, dtype=np.float64)
         for _i in range(_start, _stop):
             y = y_arr[_i]
@@ -203,7 +211,7 @@ def reduced_weighted_serial(y_arr, p_arr, beta, _weight, _scale, _grad_p_out, _h
             _grad_p = (_t0/beta if _t2 else np.sign(_t0))
             _hess_p = (1.0/beta if _t2 else 0.0)
             _w = _weight[_i]
-            _losses[_i - _start] = np.float64(_w * _loss)
+            _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p / _scale
             _hess_p_out[_i] = _w * _hess_p / _scale
         _partial[_b] = block_sum(_losses, _stop - _start)
