@@ -77,6 +77,9 @@ LOSSGEN = textwrap.dedent(
 )
 
 
+KINDS = ("floor", "cached", "compile", "cold")
+
+
 def run(script: str, args: list[str], env: dict) -> dict:
     """One fresh interpreter running the script file: its wall time from outside and the parts
     it timed inside. (A file, not -c: numba caches only functions that have a source file.)"""
@@ -97,10 +100,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--losses", default="huber,focal,log_cosh", help="catalog losses, comma-separated")
     parser.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     parser.add_argument("--repeat", type=int, default=7, help="fresh processes per kind and loss")
-    parser.add_argument("--kinds", default="floor,cached,compile,cold", help="which measurements, comma-separated")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="which measurements, comma-separated")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",")
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        parser.error(f"unknown kind {unknown[0]!r}; kinds: {', '.join(KINDS)}")
     losses = args.losses.split(",")
     samples: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="lossgen-startup-") as scratch:
@@ -116,27 +122,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
         # Python writes bytecode caches as it does for users: with PYTHONDONTWRITEBYTECODE (set in
         # some sandboxes and CI images) every run would compile lossgen's modules from source.
         environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        # lossgen's kmath functions stay in numba's cache where the install keeps them, except for "cold".
-        warm = dict(environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, "warm"))
-        floor_env = dict(environ, NUMBA_CACHE_DIR=os.path.join(scratch, "numba-floor"))
+
+        # Each kind's environment for one run: lossgen's kmath functions stay in numba's cache
+        # where the install keeps them, except for "cold"; "compile" and "cold" start empty.
+        def env_for(kind: str, name: str, round_: int) -> dict:
+            fresh = os.path.join(scratch, f"{kind}-{name}-{round_}")
+            return {**environ, **{
+                "floor": {"NUMBA_CACHE_DIR": os.path.join(scratch, "numba-floor")},
+                "cached": {"LOSSGEN_CACHE_DIR": os.path.join(scratch, "warm")},
+                "compile": {"LOSSGEN_CACHE_DIR": fresh},
+                "cold": {"LOSSGEN_CACHE_DIR": fresh, "NUMBA_CACHE_DIR": fresh + "-numba"},
+            }[kind]}
+
+        def measure(kind: str, name: str, round_: int) -> dict:
+            if kind == "floor":
+                return run(scripts["floor"], [], env_for(kind, name, round_))
+            return run(scripts["lossgen"], [name, args.dtype, inputs[name]], env_for(kind, name, round_))
+
+        # Unmeasured first runs fill the caches that "floor" and "cached" find.
         if "floor" in kinds:
-            run(scripts["floor"], [], floor_env)  # fills numba's cache for the floor function
+            measure("floor", "-", -1)
         if "cached" in kinds:
             for name in losses:
-                run(scripts["lossgen"], [name, args.dtype, inputs[name]], warm)  # fills lossgen's cache
+                measure("cached", name, -1)
         for round_ in range(args.repeat):
-            if "floor" in kinds:
-                samples.setdefault(("floor", "-"), []).append(run(scripts["floor"], [], floor_env))
-            for name in losses:
-                if "cached" in kinds:
-                    samples.setdefault(("cached", name), []).append(run(scripts["lossgen"], [name, args.dtype, inputs[name]], warm))
-                if "compile" in kinds:
-                    fresh = dict(environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, f"compile-{name}-{round_}"))
-                    samples.setdefault(("compile", name), []).append(run(scripts["lossgen"], [name, args.dtype, inputs[name]], fresh))
-                if "cold" in kinds:
-                    cold = dict(environ, LOSSGEN_CACHE_DIR=os.path.join(scratch, f"cold-{name}-{round_}"),
-                                NUMBA_CACHE_DIR=os.path.join(scratch, f"numba-cold-{name}-{round_}"))
-                    samples.setdefault(("cold", name), []).append(run(scripts["lossgen"], [name, args.dtype, inputs[name]], cold))
+            for kind in kinds:
+                for name in ["-"] if kind == "floor" else losses:
+                    samples.setdefault((kind, name), []).append(measure(kind, name, round_))
     floor = statistics.median(s["to_result"] for s in samples[("floor", "-")]) if ("floor", "-") in samples else None
     rows = []
     for (kind, name), runs in samples.items():

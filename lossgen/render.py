@@ -77,7 +77,7 @@ def layout_for(target: str) -> KernelLayout:
         raise CodegenError(f"unknown target {target!r}; available: {', '.join(KERNEL_LAYOUTS)}") from None
 
 
-def render_kernel(lowered: LoweredLoss | LoweredRows, target: str, name: str, doc: str = "", facts: str = "{}") -> str:
+def render_kernel(lowered: LoweredLoss | LoweredRows, target: str, name: str, doc: str = "", *, facts: str) -> str:
     """Source code of the kernel module for one (loss, target, dtype); `facts` is the JSON the
     runtime reads to call it (runtime.KernelFacts)."""
     layout = layout_for(target)

@@ -53,7 +53,7 @@ def kernel_source(loss, target: str, dtype: str) -> str:
 
     math_library = layout_for(target).math_functions(dtype)
     lowered = lower_rows(loss, dtype, math_library) if loss.rowwise else lower(loss, dtype, math_library)
-    return render_kernel(lowered, target, loss.name, loss.doc, KernelFacts.of_spec(loss.spec).to_json())
+    return render_kernel(lowered, target, loss.name, loss.doc, facts=KernelFacts.of_spec(loss.spec).to_json())
 
 
 @dataclass(frozen=True)
@@ -481,11 +481,11 @@ KERNEL_RUNTIMES: dict[str, tuple[str, str]] = {
 }
 
 
-def _not_compiled(loss, exc: Exception) -> CodegenError:
+def _not_compiled(facts: KernelFacts, exc: Exception) -> CodegenError:
     """numba refused the generated code (it types it at the first call): a one-line CodegenError
     naming the loss, not numba's page of typing output."""
     first = next((line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("Failed in")), "")
-    return CodegenError(f"{loss.name}: numba could not compile the generated kernel ({type(exc).__name__}: {first[:200]})")
+    return CodegenError(f"{facts.name}: numba could not compile the generated kernel ({type(exc).__name__}: {first[:200]})")
 
 
 def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction: str = "mean") -> Kernel:
