@@ -11,11 +11,20 @@ measure), and `wall`, which adds the interpreter's exit.
             finds in its cache: what any numba-compiled library pays before its first result.
   cached    `import lossgen`, lg.get(name).compile(dtype), first call at n = 1000, with the kernel
             already in lossgen's cache (the common case: every process after the first).
-  compile   the same in a process with an empty lossgen cache: derive, lower, render, then numba
-            compiles the kernel (kmath's functions come from numba's cache, as after install).
-  cold      the same with numba's cache empty too (NUMBA_CACHE_DIR): kmath is compiled as well.
+  compile   the same in a process with an empty lossgen cache: the kernel's source comes from
+            generated/ (lossgen.prebuilt) and numba compiles it (kmath's functions come from
+            numba's cache, as after install). The first compile of a catalog kernel.
+  render    as compile, with generated/ out of reach: SymPy derives, lowers and renders the
+            kernel first, as for a loss of the user's own.
+  cold      as compile, with numba's cache empty too (NUMBA_CACHE_DIR): kmath is compiled as well.
 
     python benchmarks/bench_startup.py [--losses huber,focal,log_cosh] [--repeat 7] [--dtype float64]
+                                       [--python PATH]
+
+--python runs the fresh processes with another interpreter (its environment needs lossgen and
+numpy), e.g. one where only lossgen's core dependencies are installed: numba's first call imports
+scipy.linalg to look for BLAS when SciPy is installed, which costs about 0.2 s, so an environment
+with the test extras (SciPy among them) starts slower than a core install.
 """
 
 from __future__ import annotations
@@ -63,6 +72,9 @@ LOSSGEN = textwrap.dedent(
     t0 = time.perf_counter()
     import numpy as np
     import lossgen as lg
+    if sys.argv[4] == "render":  # generated/ out of reach: derive and render the kernel
+        import lossgen.prebuilt
+        lossgen.prebuilt.GENERATED_DIR = lossgen.prebuilt.GENERATED_DIR / "absent"
     t1 = time.perf_counter()
     kernel = lg.get(sys.argv[1]).compile(dtype=sys.argv[2])
     t2 = time.perf_counter()
@@ -77,14 +89,20 @@ LOSSGEN = textwrap.dedent(
 )
 
 
-KINDS = ("floor", "cached", "compile", "cold")
+KINDS = ("floor", "cached", "compile", "render", "cold")
 
 
-def run(script: str, args: list[str], env: dict) -> dict:
+def has_scipy(python: str) -> bool:
+    """Whether SciPy is importable by that interpreter (numba imports it at its first call)."""
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('scipy') is None)"
+    return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+
+
+def run(python: str, script: str, args: list[str], env: dict) -> dict:
     """One fresh interpreter running the script file: its wall time from outside and the parts
     it timed inside. (A file, not -c: numba caches only functions that have a source file.)"""
     launched = time.time()
-    done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run([python, script, *args], capture_output=True, text=True, env=env, timeout=600)
     wall = time.time() - launched
     if done.returncode != 0:
         raise SystemExit(f"a start-up run failed:\n{done.stderr.strip()[-2000:]}")
@@ -101,8 +119,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     parser.add_argument("--repeat", type=int, default=7, help="fresh processes per kind and loss")
     parser.add_argument("--kinds", default=",".join(KINDS), help="which measurements, comma-separated")
+    parser.add_argument("--python", default=sys.executable, help="interpreter of the fresh processes")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)
+    scipy_installed = has_scipy(args.python)
     kinds = args.kinds.split(",")
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
@@ -131,13 +151,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 "floor": {"NUMBA_CACHE_DIR": os.path.join(scratch, "numba-floor")},
                 "cached": {"LOSSGEN_CACHE_DIR": os.path.join(scratch, "warm")},
                 "compile": {"LOSSGEN_CACHE_DIR": fresh},
+                "render": {"LOSSGEN_CACHE_DIR": fresh},
                 "cold": {"LOSSGEN_CACHE_DIR": fresh, "NUMBA_CACHE_DIR": fresh + "-numba"},
             }[kind]}
 
         def measure(kind: str, name: str, round_: int) -> dict:
             if kind == "floor":
-                return run(scripts["floor"], [], env_for(kind, name, round_))
-            return run(scripts["lossgen"], [name, args.dtype, inputs[name]], env_for(kind, name, round_))
+                return run(args.python, scripts["floor"], [], env_for(kind, name, round_))
+            return run(args.python, scripts["lossgen"], [name, args.dtype, inputs[name], kind], env_for(kind, name, round_))
 
         # Unmeasured first runs fill the caches that "floor" and "cached" find.
         if "floor" in kinds:
@@ -152,7 +173,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     floor = statistics.median(s["to_result"] for s in samples[("floor", "-")]) if ("floor", "-") in samples else None
     rows = []
     for (kind, name), runs in samples.items():
-        row = {"kind": kind, "loss": name, "dtype": args.dtype, "runs": len(runs)}
+        row = {"kind": kind, "loss": name, "dtype": args.dtype, "runs": len(runs), "scipy_installed": scipy_installed}
         for part in ("to_result", "wall", "import", "compile", "first_call"):
             values = [r[part] for r in runs if part in r]
             if values:
@@ -161,7 +182,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row["sympy_imported"] = any(r["sympy"] for r in runs)
         row["vs_floor"] = row["to_result"] / floor if floor else None
         rows.append(row)
-    print(f"Fresh-process start-up, {args.dtype}, median of {args.repeat} (seconds; ratio to the numba floor)\n")
+    print(f"Fresh-process start-up, {args.dtype}, median of {args.repeat} (seconds; ratio to the numba floor)")
+    print(f"Interpreter: {args.python} (SciPy installed: {'yes' if scipy_installed else 'no'})\n")
     print("| kind | loss | to result | min | vs floor | wall with exit | import | compile | first call | SymPy imported |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for row in rows:

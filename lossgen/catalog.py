@@ -43,9 +43,15 @@ def _spec_of(name: str):
     return loads(_tables()[name], f"{CATALOG_FILE}")[name].spec
 
 
+def catalog_source_key(name: str) -> tuple[str, ...] | None:
+    """The source key of a catalog loss as this catalog defines it (None for other names)."""
+    table = _tables().get(name)
+    return None if table is None else ("catalog", table)
+
+
 @functools.lru_cache(maxsize=None)
 def _build(name: str) -> Loss:
-    return Loss.deferred(name, functools.partial(_spec_of, name), ("catalog", _tables()[name]))
+    return Loss.deferred(name, functools.partial(_spec_of, name), catalog_source_key(name))
 
 
 def catalog() -> dict[str, Loss]:

@@ -14,9 +14,9 @@ from pathlib import Path
 import sympy as sp
 
 from .errors import LossgenError
+from .prebuilt import GENERATED_DIR, MANIFEST_NAME, manifest_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-GENERATED_DIR = REPO_ROOT / "generated"
 
 
 class UsageError(Exception):
@@ -217,11 +217,17 @@ def cmd_build(args) -> int:
     losses = resolve_losses(args.losses) if args.losses else list(catalog().values())
     out = Path(args.output) if args.output else GENERATED_DIR
     files = generated_files(losses, _targets(args.target))
+    # A full catalog build also writes the manifest that lets the runtime load these files
+    # instead of rendering (lossgen.prebuilt): it names the code that rendered them.
+    manifest = manifest_text(files) if not args.losses else None
     if args.check:
         stale = [str(out / rel) for rel, text in files.items() if not (out / rel).exists() or (out / rel).read_text() != text]
         if not args.losses:
             expected = {out / rel for rel in files}
             stale += [str(p) for p in sorted(out.glob("*/*.py")) if p not in expected]
+            manifest_path = out / MANIFEST_NAME
+            if not manifest_path.exists() or manifest_path.read_text() != manifest:
+                stale.append(str(manifest_path))
         if stale:
             print(f"lossgen build --check: {len(stale)} stale file(s) in {out}, first {stale[0]}; run 'lossgen build'", file=sys.stderr)
             return 1
@@ -237,6 +243,9 @@ def cmd_build(args) -> int:
         for path in sorted(out.glob("*/*.py")):
             if path not in expected:
                 path.unlink()
+        manifest_path = out / MANIFEST_NAME
+        if not manifest_path.exists() or manifest_path.read_text() != manifest:
+            manifest_path.write_text(manifest)
     print(f"wrote {len(files)} kernel sources to {out}")
     return 0
 

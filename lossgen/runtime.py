@@ -21,6 +21,7 @@ from numba.core.errors import NumbaError
 from .cache import kernel_key, load_kernel_module
 from .dtypes import dtype_name
 from .errors import CodegenError, InputError
+from .prebuilt import prerendered_source
 from .transforms import apply_transform
 
 REDUCTIONS = ("none", "sum", "mean", "weighted_mean")
@@ -54,6 +55,12 @@ def kernel_source(loss, target: str, dtype: str) -> str:
     math_library = layout_for(target).math_functions(dtype)
     lowered = lower_rows(loss, dtype, math_library) if loss.rowwise else lower(loss, dtype, math_library)
     return render_kernel(lowered, target, loss.name, loss.doc, facts=KernelFacts.of_spec(loss.spec).to_json())
+
+
+def module_source(loss, target: str, dtype: str) -> str:
+    """A kernel module's source: a catalog kernel's file in generated/ when it is current (no
+    SymPy, no derivation), otherwise rendered; the two are the same text."""
+    return prerendered_source(loss, target, dtype) or kernel_source(loss, target, dtype)
 
 
 @dataclass(frozen=True)
@@ -163,7 +170,7 @@ class Kernel:
     @property
     def source(self) -> str:
         """The generated module source this kernel was compiled from."""
-        return kernel_source(self.loss, self.target, str(self.dtype))
+        return module_source(self.loss, self.target, str(self.dtype))
 
     @staticmethod
     def _row_shape(row_arrays: dict, wrt0: str) -> tuple[int, int]:
@@ -502,5 +509,5 @@ def compile_kernel(loss, target: str = "cpu", dtype: str = "float64", reduction:
     # the cache loads without parsing the formula; any other loss is keyed by its spec.
     parts = loss.source_key or spec_fingerprint(loss.spec)
     key = kernel_key(target, dtype, *parts)
-    module = load_kernel_module(key, f"{loss.name}_{target}_{dtype}", lambda: kernel_source(loss, target, dtype))
+    module = load_kernel_module(key, f"{loss.name}_{target}_{dtype}", lambda: module_source(loss, target, dtype))
     return kernel_class(loss, target, dtype, reduction, module)

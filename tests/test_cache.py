@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -274,6 +275,9 @@ CATALOG_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, sys, numpy as np
     import lossgen as lg
+    import lossgen.prebuilt
+    if sys.argv[2] == "render":  # no usable generated/: the kernel is derived and rendered
+        lossgen.prebuilt.GENERATED_DIR = lossgen.prebuilt.GENERATED_DIR / "absent"
     imported_with_lossgen = sorted(m for m in ("sympy", "mpmath", "numba", "jinja2") if m in sys.modules)
     kernel = lg.get(sys.argv[1]).compile(dtype="float32", reduction="mean")
     rng = np.random.default_rng(1)
@@ -286,21 +290,25 @@ CATALOG_SCRIPT = textwrap.dedent(
 )
 
 
-def test_cached_catalog_kernel_is_called_without_importing_sympy(tmp_path, name="huber"):
-    """A fresh process that finds a catalog kernel in the cache never parses its formula: SymPy
-    (half a second of import) is not even loaded. The first process renders it, and both agree
-    bit for bit."""
-    env = dict(os.environ, LOSSGEN_CACHE_DIR=str(tmp_path))
-    runs = []
-    for _ in range(2):
-        done = subprocess.run([sys.executable, "-c", CATALOG_SCRIPT, name], capture_output=True, text=True, env=env, timeout=300)
-        assert done.returncode == 0, done.stderr
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    first, second = runs
-    assert first["with_lossgen"] == second["with_lossgen"] == []
-    assert first["after_call"] is True  # rendering the kernel needs the derivatives
-    assert second["after_call"] is False
-    assert (second["loss"], second["bits"]) == (first["loss"], first["bits"])
+def _catalog_run(name: str, cache: Path, source: str) -> dict:
+    env = dict(os.environ, LOSSGEN_CACHE_DIR=str(cache))
+    done = subprocess.run([sys.executable, "-c", CATALOG_SCRIPT, name, source], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_catalog_kernel_is_compiled_and_called_without_importing_sympy(tmp_path, name="huber"):
+    """A fresh process never parses a catalog formula: with an empty cache it takes the kernel's
+    source from generated/, and the next process finds the kernel in the cache; SymPy (half a
+    second of import) is not even loaded. A process without generated/ derives and renders the
+    kernel, and all three agree bit for bit."""
+    first = _catalog_run(name, tmp_path / "shared", "generated")
+    second = _catalog_run(name, tmp_path / "shared", "generated")
+    rendered = _catalog_run(name, tmp_path / "own", "render")
+    assert first["with_lossgen"] == second["with_lossgen"] == rendered["with_lossgen"] == []
+    assert first["after_call"] is False and second["after_call"] is False
+    assert rendered["after_call"] is True  # rendering the kernel needs the derivatives
+    assert (second["loss"], second["bits"]) == (first["loss"], first["bits"]) == (rendered["loss"], rendered["bits"])
 
 
 def test_kernel_facts_read_back_from_every_catalog_kernel_module_match_the_spec():

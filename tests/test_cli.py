@@ -1,5 +1,6 @@
 """The lossgen command: outputs, exit codes 0/1/2, one-line errors without tracebacks."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,14 @@ def test_a_formula_that_takes_too_long_to_derive_exits_2_naming_the_budget(tmp_p
     result = subprocess.run([sys.executable, "-c", code, "inspect", str(spec)], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "lossgen.budget.DERIVE_SECONDS" in result.stderr, result.stderr
+
+
+def test_full_build_writes_the_manifest_and_check_detects_a_stale_one(tmp_path, capsys):
+    out = tmp_path / "catalog"
+    assert main(["build", "-o", str(out), "--target", "cpu"]) == 0
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    assert set(manifest["files"]) == {p.relative_to(out).as_posix() for p in out.glob("cpu/*.py")}
+    assert main(["build", "-o", str(out), "--target", "cpu", "--check"]) == 0
+    (out / "MANIFEST.json").write_text("{}\n")
+    assert main(["build", "-o", str(out), "--target", "cpu", "--check"]) == 1
+    assert "MANIFEST.json" in capsys.readouterr().err
