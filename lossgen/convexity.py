@@ -36,7 +36,7 @@ from sympy.codegen.cfunctions import expm1, log1p
 from sympy.core.relational import Relational
 from sympy.printing.str import StrPrinter
 
-from .budget import TimeLimit, limited, time_limit  # also used by properties.py
+from .budget import TimeLimit, limited, time_limit  # noqa: F401 - TimeLimit: what an exceeded limit raises, re-exported
 from .functions import (
     exp_minus, expm1mx, log1pmx, logaddexp, logcosh, logratio, logsigmoid, scaled_exp, scaled_expm1, sigmoid,
     softplus, sqrt1pm1, to_reference_form, xlogy,

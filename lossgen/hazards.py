@@ -14,11 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
-
-from .functions import (
-    expm1mx, log1pmx, logaddexp, logcosh, logsigmoid, scaled_exp, scaled_expm1, sigmoid, softplus, sqrt1pm1, xlogy,
-)
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def _guarded(run, fallback):
     never a crash (LOSSGEN_DEBUG=1 re-raises failures)."""
     import os
 
-    from .convexity import TimeLimit, time_limit
+    from .budget import TimeLimit, time_limit
 
     try:
         with time_limit(PROPERTY_SECONDS):
@@ -524,8 +524,6 @@ def _magnitude_bound(g: sp.Expr, x, env) -> float:
 def _limit_unbounded(g: sp.Expr, problem: Problem, defaults) -> str | None:
     """Proof that |g| is unbounded: its limit is infinite as one input approaches an end of its
     domain, the others held at a typical value (SymPy's limit)."""
-    from .functions import to_reference_form
-
     inputs = [s for s in problem.domain if s not in defaults]
     if sp.count_ops(g) > 120:
         return None

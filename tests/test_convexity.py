@@ -6,7 +6,6 @@ only on part of their domain or for some parameters, several-variable losses). T
 must decide at least 90% of them and never contradict the known answer.
 """
 
-import math
 import time
 
 import numpy as np

@@ -13,7 +13,7 @@ import lossgen as lg
 from lossgen.functions import (
     exp_minus, expm1mx, log1pmx, logaddexp, logcosh, logratio, logsigmoid, scaled_exp, sigmoid, softplus, sqrt1pm1, to_reference_form, xlogy,
 )
-from lossgen.stabilize import RULES, apply_rules, stabilize_derivative, stabilize_loss
+from lossgen.stabilize import RULES, apply_rules, stabilize_derivative
 
 x, a, b = sp.symbols("x a b", real=True)
 y = sp.Symbol("y", nonnegative=True)

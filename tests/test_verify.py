@@ -2,7 +2,6 @@
 and the checks catch a kernel that is wrong."""
 
 import mpmath
-import numpy as np
 import pytest
 
 import lossgen as lg
