@@ -271,17 +271,26 @@ class Kernel:
             arguments.append(_flat(weight))
         size = arguments[0].shape[0]
         function = self._entries[weight is not None, size < SERIAL_BELOW]
+        divide_after = None
         if self.reduction == "none":
             arguments.append(_flat(loss_out))
         else:
             scale = self._scale(size, weight)
-            arguments.append(self.dtype.type(scale))
+            kernel_scale = self.dtype.type(scale)
+            if not _reciprocal_is_normal(kernel_scale):
+                # The kernel multiplies by 1/scale, which would overflow or lose bits here (a
+                # total weight below the dtype's smallest normal, or above its reciprocal).
+                divide_after, kernel_scale = kernel_scale, self.dtype.type(1.0)
+            arguments.append(kernel_scale)
         for grad, hess in zip(grads, hesses):
             arguments += [_flat(grad), _flat(hess)]
         try:
             total = function(*arguments)
         except NumbaError as exc:
             raise _not_compiled(self.facts, exc) from None
+        if divide_after is not None:
+            for array in (*grads, *hesses):
+                np.divide(array, divide_after, out=array)
         loss_value = loss_out if self.reduction == "none" else _divide(total, scale)
         return self._result(loss_value, grads, hesses)
 
@@ -449,6 +458,16 @@ class Kernel:
         if self.reduction == "weighted_mean" and weight is not None:
             return float(np.sum(weight, dtype=np.float64))
         return float(size)
+
+
+def _reciprocal_is_normal(scale: np.floating) -> bool:
+    """Whether x * (1/scale) is as good as x / scale in scale's dtype: 1/scale is a normal number,
+    or scale is 0 or inf or nan, where the reciprocal gives what division gives (±inf or nan, 0)."""
+    magnitude = abs(scale)
+    if magnitude == 0 or not np.isfinite(magnitude):
+        return True
+    tiny = np.finfo(scale.dtype).tiny
+    return bool(tiny <= magnitude <= 1 / tiny)
 
 
 def _flat(array: np.ndarray) -> np.ndarray:

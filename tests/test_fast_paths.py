@@ -162,3 +162,32 @@ def test_row_wise_serial_kernel_gives_the_parallel_kernels_bits(compiled, monkey
     monkeypatch.setattr(runtime, "SERIAL_BELOW", 10**12)
     serial = kernel(y=labels, p=logits, class_weight=weights, label_smoothing=0.1)
     assert_same_bits(parallel, serial)
+
+
+@pytest.mark.parametrize("weight_each", [1e-41, 1e36], ids=["total-below-tiny", "total-above-1/tiny"])
+def test_a_total_weight_whose_reciprocal_is_not_normal_is_divided_by(compiled, weight_each):
+    """Reduced kernels multiply by 1/scale. Where that reciprocal would overflow (a float32 total
+    weight below the smallest normal) or be subnormal (a total above 1/tiny), the runtime divides
+    instead: the bits of (weight * gradient) / total, as reduction "none" and NumPy give them."""
+    kernel = compiled("huber", "float32", "weighted_mean")
+    per_sample = compiled("huber", "float32", "none")
+    rng = np.random.default_rng(3)
+    n = 100
+    y, p = rng.normal(size=(2, n)).astype(np.float32)
+    w = np.full(n, weight_each, np.float32)
+    total = np.float32(np.sum(w, dtype=np.float64))
+    assert not (np.finfo(np.float32).tiny <= total <= 1 / np.finfo(np.float32).tiny)
+    reduced, none = kernel(y, p, weight=w), per_sample(y, p, weight=w)
+    assert np.isfinite(reduced.grad).all() and np.isfinite(reduced.hess).all()
+    np.testing.assert_array_equal(reduced.grad, none.grad / total)
+    np.testing.assert_array_equal(reduced.hess, none.hess / total)
+
+
+def test_a_normal_scale_multiplies_by_its_reciprocal(compiled, inputs):
+    """The ordinary path: gradient times (1/n) in the kernel's dtype, which is within one rounding
+    of the quotient (exact for a power of two)."""
+    y, p, _ = (a.astype(np.float32) for a in inputs)
+    none = compiled("huber", "float32", "none")(y, p)
+    mean = compiled("huber", "float32", "mean")(y, p)
+    np.testing.assert_array_equal(mean.grad, none.grad * (np.float32(1) / np.float32(len(y))))
+    np.testing.assert_allclose(mean.grad, none.grad / np.float32(len(y)), rtol=2 * np.finfo(np.float32).eps, atol=0)

@@ -35,6 +35,9 @@ def per_sample(y_arr, p_arr, alpha, l1_ratio, _loss_out, _grad_p_out, _hess_p_ou
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced(y_arr, p_arr, alpha, l1_ratio, _scale, _grad_p_out, _hess_p_out):
     """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float32(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -54,8 +57,8 @@ def reduced(y_arr, p_arr, alpha, l1_ratio, _scale, _grad_p_out, _hess_p_out):
             _grad_p = alpha*(_t0*p + l1_ratio*np.sign(p))
             _hess_p = _t0*alpha
             _losses[_i - _start] = _loss
-            _grad_p_out[_i] = _grad_p / _scale
-            _hess_p_out[_i] = _hess_p / _scale
+            _grad_p_out[_i] = _grad_p * _inv_scale
+            _hess_p_out[_i] = _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -81,6 +84,9 @@ def per_sample_serial(y_arr, p_arr, alpha, l1_ratio, _loss_out, _grad_p_out, _he
 @njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_serial(y_arr, p_arr, alpha, l1_ratio, _scale, _grad_p_out, _hess_p_out):
     """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float32(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -100,8 +106,8 @@ def reduced_serial(y_arr, p_arr, alpha, l1_ratio, _scale, _grad_p_out, _hess_p_o
             _grad_p = alpha*(_t0*p + l1_ratio*np.sign(p))
             _hess_p = _t0*alpha
             _losses[_i - _start] = _loss
-            _grad_p_out[_i] = _grad_p / _scale
-            _hess_p_out[_i] = _hess_p / _scale
+            _grad_p_out[_i] = _grad_p * _inv_scale
+            _hess_p_out[_i] = _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -128,6 +134,9 @@ def per_sample_weighted(y_arr, p_arr, alpha, l1_ratio, _weight, _loss_out, _grad
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_weighted(y_arr, p_arr, alpha, l1_ratio, _weight, _scale, _grad_p_out, _hess_p_out):
     """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float32(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -148,8 +157,8 @@ def reduced_weighted(y_arr, p_arr, alpha, l1_ratio, _weight, _scale, _grad_p_out
             _hess_p = _t0*alpha
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
-            _grad_p_out[_i] = _w * _grad_p / _scale
-            _hess_p_out[_i] = _w * _hess_p / _scale
+            _grad_p_out[_i] = _w * _grad_p * _inv_scale
+            _hess_p_out[_i] = _w * _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -176,6 +185,9 @@ def per_sample_weighted_serial(y_arr, p_arr, alpha, l1_ratio, _weight, _loss_out
 @njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_weighted_serial(y_arr, p_arr, alpha, l1_ratio, _weight, _scale, _grad_p_out, _hess_p_out):
     """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float32(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -196,8 +208,8 @@ def reduced_weighted_serial(y_arr, p_arr, alpha, l1_ratio, _weight, _scale, _gra
             _hess_p = _t0*alpha
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
-            _grad_p_out[_i] = _w * _grad_p / _scale
-            _hess_p_out[_i] = _w * _hess_p / _scale
+            _grad_p_out[_i] = _w * _grad_p * _inv_scale
+            _hess_p_out[_i] = _w * _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):

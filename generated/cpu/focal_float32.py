@@ -58,6 +58,9 @@ def per_sample(y_arr, p_arr, alpha, gamma, _loss_out, _grad_p_out, _hess_p_out):
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out):
     """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float32(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -99,8 +102,8 @@ def reduced(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out):
             _grad_p = _t15 + _t20*_t21
             _hess_p = np.float32(2.0)*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
             _losses[_i - _start] = _loss
-            _grad_p_out[_i] = _grad_p / _scale
-            _hess_p_out[_i] = _hess_p / _scale
+            _grad_p_out[_i] = _grad_p * _inv_scale
+            _hess_p_out[_i] = _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -148,6 +151,9 @@ def per_sample_serial(y_arr, p_arr, alpha, gamma, _loss_out, _grad_p_out, _hess_
 @njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_serial(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out):
     """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float32(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -189,8 +195,8 @@ def reduced_serial(y_arr, p_arr, alpha, gamma, _scale, _grad_p_out, _hess_p_out)
             _grad_p = _t15 + _t20*_t21
             _hess_p = np.float32(2.0)*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
             _losses[_i - _start] = _loss
-            _grad_p_out[_i] = _grad_p / _scale
-            _hess_p_out[_i] = _hess_p / _scale
+            _grad_p_out[_i] = _grad_p * _inv_scale
+            _hess_p_out[_i] = _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -239,6 +245,9 @@ def per_sample_weighted(y_arr, p_arr, alpha, gamma, _weight, _loss_out, _grad_p_
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p_out, _hess_p_out):
     """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float32(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -281,8 +290,8 @@ def reduced_weighted(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p_out, _
             _hess_p = np.float32(2.0)*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
-            _grad_p_out[_i] = _w * _grad_p / _scale
-            _hess_p_out[_i] = _w * _hess_p / _scale
+            _grad_p_out[_i] = _w * _grad_p * _inv_scale
+            _hess_p_out[_i] = _w * _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -331,6 +340,9 @@ def per_sample_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _loss_out, _
 @njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p_out, _hess_p_out):
     """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float32(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -373,8 +385,8 @@ def reduced_weighted_serial(y_arr, p_arr, alpha, gamma, _weight, _scale, _grad_p
             _hess_p = np.float32(2.0)*_t15*_t20*gamma + (_t20*_t20)*_t9*(gamma*gamma) + _t21*(-(_r0*_r0)*_t10*_t17 - (_r0*_r0)*_t13*_t19 - _r0*_t16*_t19*(-_r0*_t10 - _r0*_t13) + _r0*_t17*_t18*(_r0*_t10 + _r0*_t13)) + _t8*((_r0*_r0)*_t10*_t14 + (_r0*_r0)*_t11*_t13)
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
-            _grad_p_out[_i] = _w * _grad_p / _scale
-            _hess_p_out[_i] = _w * _hess_p / _scale
+            _grad_p_out[_i] = _w * _grad_p * _inv_scale
+            _hess_p_out[_i] = _w * _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):

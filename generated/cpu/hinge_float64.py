@@ -35,6 +35,9 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -54,8 +57,8 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _grad_p = -y*(1.0 if (_t0 < 1.0) else (0.5 if (_t0 == 1.0) else 0.0))
             _hess_p = 0.0
             _losses[_i - _start] = _loss
-            _grad_p_out[_i] = _grad_p / _scale
-            _hess_p_out[_i] = _hess_p / _scale
+            _grad_p_out[_i] = _grad_p * _inv_scale
+            _hess_p_out[_i] = _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -81,6 +84,9 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
 @njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -100,8 +106,8 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _grad_p = -y*(1.0 if (_t0 < 1.0) else (0.5 if (_t0 == 1.0) else 0.0))
             _hess_p = 0.0
             _losses[_i - _start] = _loss
-            _grad_p_out[_i] = _grad_p / _scale
-            _hess_p_out[_i] = _hess_p / _scale
+            _grad_p_out[_i] = _grad_p * _inv_scale
+            _hess_p_out[_i] = _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -128,6 +134,9 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
     """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -148,8 +157,8 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             _hess_p = 0.0
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
-            _grad_p_out[_i] = _w * _grad_p / _scale
-            _hess_p_out[_i] = _w * _hess_p / _scale
+            _grad_p_out[_i] = _w * _grad_p * _inv_scale
+            _hess_p_out[_i] = _w * _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -176,6 +185,9 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
 @njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
     """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -196,8 +208,8 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             _hess_p = 0.0
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
-            _grad_p_out[_i] = _w * _grad_p / _scale
-            _hess_p_out[_i] = _w * _hess_p / _scale
+            _grad_p_out[_i] = _w * _grad_p * _inv_scale
+            _hess_p_out[_i] = _w * _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):

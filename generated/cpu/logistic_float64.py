@@ -40,6 +40,9 @@ def per_sample(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -63,8 +66,8 @@ def reduced(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _grad_p = -_r0*_t2*y
             _hess_p = (_r0*_r0)*_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1)
             _losses[_i - _start] = _loss
-            _grad_p_out[_i] = _grad_p / _scale
-            _hess_p_out[_i] = _hess_p / _scale
+            _grad_p_out[_i] = _grad_p * _inv_scale
+            _hess_p_out[_i] = _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -94,6 +97,9 @@ def per_sample_serial(y_arr, p_arr, _loss_out, _grad_p_out, _hess_p_out):
 @njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
     """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -117,8 +123,8 @@ def reduced_serial(y_arr, p_arr, _scale, _grad_p_out, _hess_p_out):
             _grad_p = -_r0*_t2*y
             _hess_p = (_r0*_r0)*_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1)
             _losses[_i - _start] = _loss
-            _grad_p_out[_i] = _grad_p / _scale
-            _hess_p_out[_i] = _hess_p / _scale
+            _grad_p_out[_i] = _grad_p * _inv_scale
+            _hess_p_out[_i] = _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -149,6 +155,9 @@ def per_sample_weighted(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _hess_p_o
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
     """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -173,8 +182,8 @@ def reduced_weighted(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
             _hess_p = (_r0*_r0)*_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1)
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
-            _grad_p_out[_i] = _w * _grad_p / _scale
-            _hess_p_out[_i] = _w * _hess_p / _scale
+            _grad_p_out[_i] = _w * _grad_p * _inv_scale
+            _hess_p_out[_i] = _w * _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -205,6 +214,9 @@ def per_sample_weighted_serial(y_arr, p_arr, _weight, _loss_out, _grad_p_out, _h
 @njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_out):
     """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -229,8 +241,8 @@ def reduced_weighted_serial(y_arr, p_arr, _weight, _scale, _grad_p_out, _hess_p_
             _hess_p = (_r0*_r0)*_t2*(y*y)*(1.0 if (_t0 >= 0.0) else _t1)
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
-            _grad_p_out[_i] = _w * _grad_p / _scale
-            _hess_p_out[_i] = _w * _hess_p / _scale
+            _grad_p_out[_i] = _w * _grad_p * _inv_scale
+            _hess_p_out[_i] = _w * _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):

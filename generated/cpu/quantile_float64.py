@@ -40,6 +40,9 @@ def per_sample(y_arr, p_arr, tau, _loss_out, _grad_p_out, _hess_p_out):
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced(y_arr, p_arr, tau, _scale, _grad_p_out, _hess_p_out):
     """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -64,8 +67,8 @@ def reduced(y_arr, p_arr, tau, _scale, _grad_p_out, _hess_p_out):
             _grad_p = -_t2*(1.0 if (_t4 < 0.0) else (0.5 if _t5 else 0.0)) - tau*(1.0 if (_t4 > 0.0) else (0.5 if _t5 else 0.0))
             _hess_p = 0.0
             _losses[_i - _start] = _loss
-            _grad_p_out[_i] = _grad_p / _scale
-            _hess_p_out[_i] = _hess_p / _scale
+            _grad_p_out[_i] = _grad_p * _inv_scale
+            _hess_p_out[_i] = _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -96,6 +99,9 @@ def per_sample_serial(y_arr, p_arr, tau, _loss_out, _grad_p_out, _hess_p_out):
 @njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_serial(y_arr, p_arr, tau, _scale, _grad_p_out, _hess_p_out):
     """Sum of the loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -120,8 +126,8 @@ def reduced_serial(y_arr, p_arr, tau, _scale, _grad_p_out, _hess_p_out):
             _grad_p = -_t2*(1.0 if (_t4 < 0.0) else (0.5 if _t5 else 0.0)) - tau*(1.0 if (_t4 > 0.0) else (0.5 if _t5 else 0.0))
             _hess_p = 0.0
             _losses[_i - _start] = _loss
-            _grad_p_out[_i] = _grad_p / _scale
-            _hess_p_out[_i] = _hess_p / _scale
+            _grad_p_out[_i] = _grad_p * _inv_scale
+            _hess_p_out[_i] = _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -153,6 +159,9 @@ def per_sample_weighted(y_arr, p_arr, tau, _weight, _loss_out, _grad_p_out, _hes
 @njit(parallel=True, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_weighted(y_arr, p_arr, tau, _weight, _scale, _grad_p_out, _hess_p_out):
     """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -178,8 +187,8 @@ def reduced_weighted(y_arr, p_arr, tau, _weight, _scale, _grad_p_out, _hess_p_ou
             _hess_p = 0.0
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
-            _grad_p_out[_i] = _w * _grad_p / _scale
-            _hess_p_out[_i] = _w * _hess_p / _scale
+            _grad_p_out[_i] = _w * _grad_p * _inv_scale
+            _hess_p_out[_i] = _w * _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
@@ -211,6 +220,9 @@ def per_sample_weighted_serial(y_arr, p_arr, tau, _weight, _loss_out, _grad_p_ou
 @njit(parallel=False, cache=True, fastmath={'contract', 'nsz'}, error_model="numpy")
 def reduced_weighted_serial(y_arr, p_arr, tau, _weight, _scale, _grad_p_out, _hess_p_out):
     """Sum of the weighted loss (float64) with gradient and Hessian diagonal scaled by 1/_scale; one thread."""
+    # One division here, not two per sample: a vector division costs several multiplications
+    # and shares one unit per core. The runtime passes a _scale whose reciprocal is normal.
+    _inv_scale = np.float64(1.0) / _scale
     _n = _grad_p_out.shape[0]
     _blocks = (_n + BLOCK - 1) // BLOCK
     _partial = np.empty(_blocks, dtype=np.float64)
@@ -236,8 +248,8 @@ def reduced_weighted_serial(y_arr, p_arr, tau, _weight, _scale, _grad_p_out, _he
             _hess_p = 0.0
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
-            _grad_p_out[_i] = _w * _grad_p / _scale
-            _hess_p_out[_i] = _w * _hess_p / _scale
+            _grad_p_out[_i] = _w * _grad_p * _inv_scale
+            _hess_p_out[_i] = _w * _hess_p * _inv_scale
         _partial[_b] = block_sum(_losses, _stop - _start)
     _total = 0.0
     for _b in range(_blocks):
