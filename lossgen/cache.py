@@ -34,6 +34,7 @@ from numba.core import config as numba_config
 from numba.core.dispatcher import Dispatcher
 
 from . import __version__
+from .prebuilt import renderer_fingerprint
 
 _LOADED: dict[str, ModuleType] = {}
 _LOCK = threading.Lock()
@@ -66,14 +67,12 @@ def cache_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """Hash of what turns a spec into a kernel: lossgen's modules (this one included, so a
-    change to how kernels are written or loaded never meets an old cache entry), its
-    templates and the versions."""
+    change to how kernels are written or loaded never meets an old cache entry), its catalog
+    and templates (prebuilt.renderer_fingerprint), and the versions and CPU the machine code
+    depends on."""
     digest = hashlib.sha256(f"{__version__}|{numba.__version__}|{sys.version}|{platform.machine()}".encode())
     digest.update(host_cpu().encode())
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.glob("*.py")) + sorted((package.parent / "templates").glob("*.jinja")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+    digest.update(renderer_fingerprint().encode())
     return digest.hexdigest()
 
 

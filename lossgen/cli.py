@@ -219,15 +219,15 @@ def cmd_build(args) -> int:
     files = generated_files(losses, _targets(args.target))
     # A full catalog build also writes the manifest that lets the runtime load these files
     # instead of rendering (lossgen.prebuilt): it names the code that rendered them.
-    manifest = manifest_text(files) if not args.losses else None
+    manifest_path, manifest = out / MANIFEST_NAME, manifest_text(files) if not args.losses else None
+    manifest_stale = manifest is not None and (not manifest_path.exists() or manifest_path.read_text() != manifest)
     if args.check:
         stale = [str(out / rel) for rel, text in files.items() if not (out / rel).exists() or (out / rel).read_text() != text]
         if not args.losses:
             expected = {out / rel for rel in files}
             stale += [str(p) for p in sorted(out.glob("*/*.py")) if p not in expected]
-            manifest_path = out / MANIFEST_NAME
-            if not manifest_path.exists() or manifest_path.read_text() != manifest:
-                stale.append(str(manifest_path))
+        if manifest_stale:
+            stale.append(str(manifest_path))
         if stale:
             print(f"lossgen build --check: {len(stale)} stale file(s) in {out}, first {stale[0]}; run 'lossgen build'", file=sys.stderr)
             return 1
@@ -243,9 +243,8 @@ def cmd_build(args) -> int:
         for path in sorted(out.glob("*/*.py")):
             if path not in expected:
                 path.unlink()
-        manifest_path = out / MANIFEST_NAME
-        if not manifest_path.exists() or manifest_path.read_text() != manifest:
-            manifest_path.write_text(manifest)
+    if manifest_stale:
+        manifest_path.write_text(manifest)
     print(f"wrote {len(files)} kernel sources to {out}")
     return 0
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import jinja2
 
 from .errors import CodegenError
 from .lower import LoweredLoss, LoweredRows
-
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+from .prebuilt import TEMPLATE_DIR
 
 
 @dataclass(frozen=True)

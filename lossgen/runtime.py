@@ -159,6 +159,7 @@ class Kernel:
         self._is_wrt = [n in facts.wrt for n in facts.inputs]
         self._checked_out = None  # (out, shape, checked outputs) of the last out= seen
         self._default_params = [self.dtype.type(check.value(check.default)) for check in self._params.values()]
+        self._tiny = float(np.finfo(self.dtype).tiny)  # scales whose reciprocal is normal: [tiny, 1/tiny]
 
     @classmethod
     def check_target(cls) -> None:
@@ -277,7 +278,7 @@ class Kernel:
         else:
             scale = self._scale(size, weight)
             kernel_scale = self.dtype.type(scale)
-            if not _reciprocal_is_normal(kernel_scale):
+            if not _reciprocal_is_normal(abs(float(kernel_scale)), self._tiny):
                 # The kernel multiplies by 1/scale, which would overflow or lose bits here (a
                 # total weight below the dtype's smallest normal, or above its reciprocal).
                 divide_after, kernel_scale = kernel_scale, self.dtype.type(1.0)
@@ -460,14 +461,11 @@ class Kernel:
         return float(size)
 
 
-def _reciprocal_is_normal(scale: np.floating) -> bool:
-    """Whether x * (1/scale) is as good as x / scale in scale's dtype: 1/scale is a normal number,
-    or scale is 0 or inf or nan, where the reciprocal gives what division gives (±inf or nan, 0)."""
-    magnitude = abs(scale)
-    if magnitude == 0 or not np.isfinite(magnitude):
-        return True
-    tiny = np.finfo(scale.dtype).tiny
-    return bool(tiny <= magnitude <= 1 / tiny)
+def _reciprocal_is_normal(magnitude: float, tiny: float) -> bool:
+    """Whether x * (1/scale) is as good as x / scale for a scale of this magnitude in a dtype whose
+    smallest normal is `tiny`: 1/scale is normal, or the scale is 0, inf or nan, where the
+    reciprocal gives what division gives (±inf or nan, 0). Plain float comparisons: per call."""
+    return not (0.0 < magnitude < tiny or 1.0 / tiny < magnitude < math.inf)
 
 
 def _flat(array: np.ndarray) -> np.ndarray:
