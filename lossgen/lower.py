@@ -287,6 +287,33 @@ class LoweredLoss:
     math_imports: tuple[str, ...] = ()
 
 
+def share_root_reciprocals(exprs: list[sp.Expr]) -> list[sp.Expr]:
+    """Where one base is raised to two or more different negative half-integer powers (the
+    pseudo-Huber gradient's b**(-1/2) and Hessian's b**(-3/2)), write each as a power of one
+    reciprocal square root r = 1/sqrt(b): one division for all of them instead of one each.
+
+    r is a normal number for every positive finite b in either dtype (sqrt halves the exponent
+    range), so a*r is as safe as a/sqrt(b) up to one rounding, and r**k under- or overflows where
+    the b**j*sqrt(b) it replaces does."""
+    exponents: dict[sp.Expr, set] = {}
+    for expr in exprs:
+        for power in expr.atoms(sp.Pow):
+            exponent = power.exp
+            if exponent.is_Rational and exponent.q == 2 and exponent < 0:
+                exponents.setdefault(power.base, set()).add(exponent)
+    shared = {base for base, found in exponents.items() if len(found) >= 2}
+    if not shared:
+        return list(exprs)
+
+    def rewrite(power):
+        base, exponent = power.base, power.exp
+        if base in shared and exponent.is_Rational and exponent.q == 2 and exponent < 0:
+            return Quotient(sp.S.One, sp.sqrt(base), 1) ** int(-exponent.p)
+        return power
+
+    return [e.replace(lambda n: isinstance(n, sp.Pow), rewrite) for e in exprs]
+
+
 def _not_real(number: sp.Expr) -> bool:
     if number.is_extended_real is False:
         return True
@@ -299,7 +326,7 @@ def _code_forms(loss, outputs, dtype: str, keep) -> list[sp.Expr]:
     SymPy cannot build them or a constant in them is not real (log of a negative constant
     becomes log(c) + I*pi once SymPy sees the number; (-1)**c for a non-integer c)."""
     try:
-        forms = [protect_divisions(expand_for_code(e, dtype, keep)) for e in outputs]
+        forms = share_root_reciprocals([protect_divisions(expand_for_code(e, dtype, keep)) for e in outputs])
     except (ValueError, TypeError, AttributeError) as exc:
         raise CodegenError(f"{loss.name}: cannot write the kernel code: {str(exc).splitlines()[0][:200]}") from None
     for form in forms:

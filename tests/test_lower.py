@@ -220,3 +220,54 @@ def test_share_reciprocals_places_each_reciprocal_after_what_it_reads():
     r0 = new_temps[2][0]
     assert sp.simplify(new_reduced[0] - (x * r0 + 2 * r0**2)) == 0
     assert new_reduced[1] == Quotient(x, x, 2)  # x can be 0: divided, as written
+
+
+def test_negative_half_powers_of_one_base_share_one_reciprocal_square_root():
+    # pseudo-Huber: the gradient has b**(-1/2) and the Hessian b**(-3/2), b = 1 + (r/delta)**2.
+    # Both come from r = 1/sqrt(b), computed once: one division instead of two.
+    lowered = lower(lg.get("pseudo_huber"), "float64")
+    roots = [name for name, value in lowered.temporaries if value.startswith("math.sqrt(")]
+    reciprocals = [(name, value) for name, value in lowered.temporaries if value.startswith("1.0/")]
+    assert len(roots) == 1 and reciprocals == [(reciprocals[0][0], f"1.0/{roots[0]}")], lowered.temporaries
+    r = reciprocals[0][0]
+    assert lowered.hess == (f"({r}*{r}*{r})",)
+    derivatives = " ".join((*lowered.grad, *lowered.hess))
+    assert "/" not in derivatives and "sqrt" not in derivatives, derivatives
+
+
+def test_share_root_reciprocals_needs_two_different_negative_half_powers_of_one_base():
+    from lossgen.lower import Quotient, share_root_reciprocals
+
+    x, z = sp.symbols("x z", positive=True)
+    alone = [x ** sp.Rational(-1, 2) + z ** sp.Rational(-3, 2), x ** sp.Rational(-1, 2) * z ** sp.Rational(1, 2)]
+    assert share_root_reciprocals(alone) == alone
+    shared = share_root_reciprocals([x ** sp.Rational(-1, 2), 2 * x ** sp.Rational(-5, 2) + sp.sqrt(x)])
+    r = Quotient(sp.S.One, sp.sqrt(x), 1)
+    assert shared == [r, 2 * r**5 + sp.sqrt(x)]
+
+
+@pytest.mark.parametrize(
+    "dtype, residuals",
+    [
+        ("float64", [1e-170, 0.5, 3.0, 1e100, 1e150, 1e153]),
+        ("float32", [1e-20, 0.5, 3.0, 1e12, 1e15, 1e18]),
+    ],
+)
+def test_pseudo_huber_gradient_and_hessian_through_the_shared_reciprocal_root_are_accurate(dtype, residuals):
+    # Checked against mpmath at residuals from tiny to where b**(-3/2) underflows.
+    import mpmath
+
+    kernel = lg.get("pseudo_huber").compile(dtype=dtype, reduction="none")
+    r = np.array(residuals, dtype=dtype)
+    result = kernel(np.zeros_like(r), r)
+    info = np.finfo(dtype)
+    with mpmath.workdps(60):
+        for value, grad, hess in zip(residuals, result.grad, result.hess):
+            v = mpmath.mpf(float(np.array(value, dtype=dtype)))
+            b = 1 + v * v
+            exact_grad, exact_hess = v / mpmath.sqrt(b), b ** mpmath.mpf(-1.5)
+            assert abs(grad - exact_grad) <= 3 * info.eps * abs(exact_grad) + float(info.smallest_subnormal)
+            if exact_hess >= info.tiny:
+                assert abs(hess - exact_hess) <= 5 * info.eps * exact_hess, (value, hess, exact_hess)
+            else:  # below the normal range: only absolute accuracy is possible
+                assert abs(hess - exact_hess) <= info.tiny, (value, hess, exact_hess)

@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: pseudo_huber (float32) -- Pseudo-Huber on a value: a smooth Huber with every derivative; regression with outliers needing a smooth Hessian.
 # Inputs: y, p; params: delta; wrt: p
-# Intermediate terms: 3; operations: 16
+# Intermediate terms: 3; operations: 15
 import math
 
 import numpy as np
@@ -24,11 +24,11 @@ def per_sample(y_arr, p_arr, delta, _loss_out, _grad_p_out, _hess_p_out):
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = ((p - y)*(p - y))
-        _t1 = _t0/delta/delta + np.float32(1.0)
-        _t2 = math.sqrt(_t1)
-        _loss = _t0/(_t2 + np.float32(1.0))
-        _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-        _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
+        _t1 = math.sqrt(_t0/delta/delta + np.float32(1.0))
+        _t2 = np.float32(1.0)/_t1
+        _loss = _t0/(_t1 + np.float32(1.0))
+        _grad_p = (np.float32(0.5))*_t2*(np.float32(2.0)*p - np.float32(2.0)*y)
+        _hess_p = (_t2*_t2*_t2)
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -59,11 +59,11 @@ def reduced(y_arr, p_arr, delta, _scale, _grad_p_out, _hess_p_out):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = ((p - y)*(p - y))
-            _t1 = _t0/delta/delta + np.float32(1.0)
-            _t2 = math.sqrt(_t1)
-            _loss = _t0/(_t2 + np.float32(1.0))
-            _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-            _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
+            _t1 = math.sqrt(_t0/delta/delta + np.float32(1.0))
+            _t2 = np.float32(1.0)/_t1
+            _loss = _t0/(_t1 + np.float32(1.0))
+            _grad_p = (np.float32(0.5))*_t2*(np.float32(2.0)*p - np.float32(2.0)*y)
+            _hess_p = (_t2*_t2*_t2)
             _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p * _inv_scale
             _hess_p_out[_i] = _hess_p * _inv_scale
@@ -81,11 +81,11 @@ def per_sample_serial(y_arr, p_arr, delta, _loss_out, _grad_p_out, _hess_p_out):
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = ((p - y)*(p - y))
-        _t1 = _t0/delta/delta + np.float32(1.0)
-        _t2 = math.sqrt(_t1)
-        _loss = _t0/(_t2 + np.float32(1.0))
-        _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-        _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
+        _t1 = math.sqrt(_t0/delta/delta + np.float32(1.0))
+        _t2 = np.float32(1.0)/_t1
+        _loss = _t0/(_t1 + np.float32(1.0))
+        _grad_p = (np.float32(0.5))*_t2*(np.float32(2.0)*p - np.float32(2.0)*y)
+        _hess_p = (_t2*_t2*_t2)
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -116,11 +116,11 @@ def reduced_serial(y_arr, p_arr, delta, _scale, _grad_p_out, _hess_p_out):
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = ((p - y)*(p - y))
-            _t1 = _t0/delta/delta + np.float32(1.0)
-            _t2 = math.sqrt(_t1)
-            _loss = _t0/(_t2 + np.float32(1.0))
-            _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-            _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
+            _t1 = math.sqrt(_t0/delta/delta + np.float32(1.0))
+            _t2 = np.float32(1.0)/_t1
+            _loss = _t0/(_t1 + np.float32(1.0))
+            _grad_p = (np.float32(0.5))*_t2*(np.float32(2.0)*p - np.float32(2.0)*y)
+            _hess_p = (_t2*_t2*_t2)
             _losses[_i - _start] = _loss
             _grad_p_out[_i] = _grad_p * _inv_scale
             _hess_p_out[_i] = _hess_p * _inv_scale
@@ -138,11 +138,11 @@ def per_sample_weighted(y_arr, p_arr, delta, _weight, _loss_out, _grad_p_out, _h
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = ((p - y)*(p - y))
-        _t1 = _t0/delta/delta + np.float32(1.0)
-        _t2 = math.sqrt(_t1)
-        _loss = _t0/(_t2 + np.float32(1.0))
-        _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-        _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
+        _t1 = math.sqrt(_t0/delta/delta + np.float32(1.0))
+        _t2 = np.float32(1.0)/_t1
+        _loss = _t0/(_t1 + np.float32(1.0))
+        _grad_p = (np.float32(0.5))*_t2*(np.float32(2.0)*p - np.float32(2.0)*y)
+        _hess_p = (_t2*_t2*_t2)
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -174,11 +174,11 @@ def reduced_weighted(y_arr, p_arr, delta, _weight, _scale, _grad_p_out, _hess_p_
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = ((p - y)*(p - y))
-            _t1 = _t0/delta/delta + np.float32(1.0)
-            _t2 = math.sqrt(_t1)
-            _loss = _t0/(_t2 + np.float32(1.0))
-            _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-            _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
+            _t1 = math.sqrt(_t0/delta/delta + np.float32(1.0))
+            _t2 = np.float32(1.0)/_t1
+            _loss = _t0/(_t1 + np.float32(1.0))
+            _grad_p = (np.float32(0.5))*_t2*(np.float32(2.0)*p - np.float32(2.0)*y)
+            _hess_p = (_t2*_t2*_t2)
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p * _inv_scale
@@ -197,11 +197,11 @@ def per_sample_weighted_serial(y_arr, p_arr, delta, _weight, _loss_out, _grad_p_
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = ((p - y)*(p - y))
-        _t1 = _t0/delta/delta + np.float32(1.0)
-        _t2 = math.sqrt(_t1)
-        _loss = _t0/(_t2 + np.float32(1.0))
-        _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-        _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
+        _t1 = math.sqrt(_t0/delta/delta + np.float32(1.0))
+        _t2 = np.float32(1.0)/_t1
+        _loss = _t0/(_t1 + np.float32(1.0))
+        _grad_p = (np.float32(0.5))*_t2*(np.float32(2.0)*p - np.float32(2.0)*y)
+        _hess_p = (_t2*_t2*_t2)
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -233,11 +233,11 @@ def reduced_weighted_serial(y_arr, p_arr, delta, _weight, _scale, _grad_p_out, _
             y = y_arr[_i]
             p = p_arr[_i]
             _t0 = ((p - y)*(p - y))
-            _t1 = _t0/delta/delta + np.float32(1.0)
-            _t2 = math.sqrt(_t1)
-            _loss = _t0/(_t2 + np.float32(1.0))
-            _grad_p = (np.float32(0.5))*(np.float32(2.0)*p - np.float32(2.0)*y)/_t2
-            _hess_p = np.float32(1.0)/(_t1*math.sqrt(_t1))
+            _t1 = math.sqrt(_t0/delta/delta + np.float32(1.0))
+            _t2 = np.float32(1.0)/_t1
+            _loss = _t0/(_t1 + np.float32(1.0))
+            _grad_p = (np.float32(0.5))*_t2*(np.float32(2.0)*p - np.float32(2.0)*y)
+            _hess_p = (_t2*_t2*_t2)
             _w = _weight[_i]
             _losses[_i - _start] = _w * _loss
             _grad_p_out[_i] = _w * _grad_p * _inv_scale

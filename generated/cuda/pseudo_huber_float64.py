@@ -2,7 +2,7 @@
 # regenerate with `lossgen build`.
 # Loss: pseudo_huber (float64) -- Pseudo-Huber on a value: a smooth Huber with every derivative; regression with outliers needing a smooth Hessian.
 # Inputs: y, p; params: delta; wrt: p
-# Intermediate terms: 3; operations: 16
+# Intermediate terms: 3; operations: 15
 import math
 
 import numpy as np
@@ -22,11 +22,11 @@ def per_sample(y_arr, p_arr, delta, _loss_out, _grad_p_out, _hess_p_out):
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = ((p - y)*(p - y))
-        _t1 = _t0/delta/delta + 1.0
-        _t2 = math.sqrt(_t1)
-        _loss = _t0/(_t2 + 1.0)
-        _grad_p = (0.5)*(2.0*p - 2.0*y)/_t2
-        _hess_p = 1.0/(_t1*math.sqrt(_t1))
+        _t1 = math.sqrt(_t0/delta/delta + 1.0)
+        _t2 = 1.0/_t1
+        _loss = _t0/(_t1 + 1.0)
+        _grad_p = (0.5)*_t2*(2.0*p - 2.0*y)
+        _hess_p = (_t2*_t2*_t2)
         _loss_out[_i] = _loss
         _grad_p_out[_i] = _grad_p
         _hess_p_out[_i] = _hess_p
@@ -40,11 +40,11 @@ def reduced(y_arr, p_arr, delta, _scale, _partial, _grad_p_out, _hess_p_out):
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = ((p - y)*(p - y))
-        _t1 = _t0/delta/delta + 1.0
-        _t2 = math.sqrt(_t1)
-        _loss = _t0/(_t2 + 1.0)
-        _grad_p = (0.5)*(2.0*p - 2.0*y)/_t2
-        _hess_p = 1.0/(_t1*math.sqrt(_t1))
+        _t1 = math.sqrt(_t0/delta/delta + 1.0)
+        _t2 = 1.0/_t1
+        _loss = _t0/(_t1 + 1.0)
+        _grad_p = (0.5)*_t2*(2.0*p - 2.0*y)
+        _hess_p = (_t2*_t2*_t2)
         _sum += np.float64(_loss)
         _grad_p_out[_i] = _grad_p / _scale
         _hess_p_out[_i] = _hess_p / _scale
@@ -59,11 +59,11 @@ def per_sample_weighted(y_arr, p_arr, delta, _weight, _loss_out, _grad_p_out, _h
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = ((p - y)*(p - y))
-        _t1 = _t0/delta/delta + 1.0
-        _t2 = math.sqrt(_t1)
-        _loss = _t0/(_t2 + 1.0)
-        _grad_p = (0.5)*(2.0*p - 2.0*y)/_t2
-        _hess_p = 1.0/(_t1*math.sqrt(_t1))
+        _t1 = math.sqrt(_t0/delta/delta + 1.0)
+        _t2 = 1.0/_t1
+        _loss = _t0/(_t1 + 1.0)
+        _grad_p = (0.5)*_t2*(2.0*p - 2.0*y)
+        _hess_p = (_t2*_t2*_t2)
         _w = _weight[_i]
         _loss_out[_i] = _w * _loss
         _grad_p_out[_i] = _w * _grad_p
@@ -78,11 +78,11 @@ def reduced_weighted(y_arr, p_arr, delta, _weight, _scale, _partial, _grad_p_out
         y = y_arr[_i]
         p = p_arr[_i]
         _t0 = ((p - y)*(p - y))
-        _t1 = _t0/delta/delta + 1.0
-        _t2 = math.sqrt(_t1)
-        _loss = _t0/(_t2 + 1.0)
-        _grad_p = (0.5)*(2.0*p - 2.0*y)/_t2
-        _hess_p = 1.0/(_t1*math.sqrt(_t1))
+        _t1 = math.sqrt(_t0/delta/delta + 1.0)
+        _t2 = 1.0/_t1
+        _loss = _t0/(_t1 + 1.0)
+        _grad_p = (0.5)*_t2*(2.0*p - 2.0*y)
+        _hess_p = (_t2*_t2*_t2)
         _w = _weight[_i]
         _sum += np.float64(_w * _loss)
         _grad_p_out[_i] = _w * _grad_p / _scale
