@@ -211,38 +211,37 @@ def generated_files(losses, targets) -> dict[Path, str]:
     return files
 
 
+def _differs(path: Path, text: str) -> bool:
+    """Whether the file at path is missing or holds other text."""
+    return not path.exists() or path.read_text() != text
+
+
 def cmd_build(args) -> int:
     from . import catalog
 
     losses = resolve_losses(args.losses) if args.losses else list(catalog().values())
     out = Path(args.output) if args.output else GENERATED_DIR
     files = generated_files(losses, _targets(args.target))
-    # A full catalog build also writes the manifest that lets the runtime load these files
-    # instead of rendering (lossgen.prebuilt): it names the code that rendered them.
-    manifest_path, manifest = out / MANIFEST_NAME, manifest_text(files) if not args.losses else None
-    manifest_stale = manifest is not None and (not manifest_path.exists() or manifest_path.read_text() != manifest)
+    # A full catalog build owns the directory (files of losses no longer in the catalog go) and
+    # writes the manifest that lets the runtime load these files instead of rendering
+    # (lossgen.prebuilt): it names the code that rendered them.
+    changed = [rel for rel, text in files.items() if _differs(out / rel, text)]
+    expected = {out / rel for rel in files}
+    extra = [] if args.losses else [p for p in sorted(out.glob("*/*.py")) if p not in expected]
+    manifest_path, manifest = out / MANIFEST_NAME, None if args.losses else manifest_text(files)
+    manifest_stale = manifest is not None and _differs(manifest_path, manifest)
     if args.check:
-        stale = [str(out / rel) for rel, text in files.items() if not (out / rel).exists() or (out / rel).read_text() != text]
-        if not args.losses:
-            expected = {out / rel for rel in files}
-            stale += [str(p) for p in sorted(out.glob("*/*.py")) if p not in expected]
-        if manifest_stale:
-            stale.append(str(manifest_path))
+        stale = [str(out / rel) for rel in changed] + [str(p) for p in extra] + ([str(manifest_path)] if manifest_stale else [])
         if stale:
             print(f"lossgen build --check: {len(stale)} stale file(s) in {out}, first {stale[0]}; run 'lossgen build'", file=sys.stderr)
             return 1
         print(f"{len(files)} generated files in {out} are up to date")
         return 0
-    for rel, text in files.items():
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-    if not args.losses:
-        expected = {out / rel for rel in files}
-        for path in sorted(out.glob("*/*.py")):
-            if path not in expected:
-                path.unlink()
+    for rel in changed:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(files[rel])
+    for path in extra:
+        path.unlink()
     if manifest_stale:
         manifest_path.write_text(manifest)
     print(f"wrote {len(files)} kernel sources to {out}")

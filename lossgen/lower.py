@@ -295,23 +295,12 @@ def share_root_reciprocals(exprs: list[sp.Expr]) -> list[sp.Expr]:
     r is a normal number for every positive finite b in either dtype (sqrt halves the exponent
     range), so a*r is as safe as a/sqrt(b) up to one rounding, and r**k under- or overflows where
     the b**j*sqrt(b) it replaces does."""
+    powers = {p for e in exprs for p in e.atoms(sp.Pow) if p.exp.is_Rational and p.exp.q == 2 and p.exp < 0}
     exponents: dict[sp.Expr, set] = {}
-    for expr in exprs:
-        for power in expr.atoms(sp.Pow):
-            exponent = power.exp
-            if exponent.is_Rational and exponent.q == 2 and exponent < 0:
-                exponents.setdefault(power.base, set()).add(exponent)
-    shared = {base for base, found in exponents.items() if len(found) >= 2}
-    if not shared:
-        return list(exprs)
-
-    def rewrite(power):
-        base, exponent = power.base, power.exp
-        if base in shared and exponent.is_Rational and exponent.q == 2 and exponent < 0:
-            return Quotient(sp.S.One, sp.sqrt(base), 1) ** int(-exponent.p)
-        return power
-
-    return [e.replace(lambda n: isinstance(n, sp.Pow), rewrite) for e in exprs]
+    for power in powers:
+        exponents.setdefault(power.base, set()).add(power.exp)
+    shared = {p: Quotient(sp.S.One, sp.sqrt(p.base), 1) ** int(-p.exp.p) for p in powers if len(exponents[p.base]) >= 2}
+    return [e.xreplace(shared) for e in exprs]
 
 
 def _not_real(number: sp.Expr) -> bool:

@@ -28,3 +28,11 @@ def compiled():
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def host_has_avx2() -> bool:
+    """Whether this CPU has AVX2, whose vector widths the vectorization tests expect."""
+    from llvmlite import binding
+
+    return bool(binding.get_host_cpu_features().get("avx2"))

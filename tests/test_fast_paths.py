@@ -193,29 +193,20 @@ def test_a_normal_scale_multiplies_by_its_reciprocal(compiled, inputs):
     np.testing.assert_allclose(mean.grad, none.grad / np.float32(len(y)), rtol=2 * np.finfo(np.float32).eps, atol=0)
 
 
-def _host_has_avx2() -> bool:
-    from llvmlite import binding
-
-    return bool(binding.get_host_cpu_features().get("avx2"))
-
-
-@pytest.mark.skipif(not _host_has_avx2(), reason="the expected vector width (8 floats) is AVX2's")
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_reduced_kernels_load_their_inputs_as_whole_vectors(tmp_path, weighted):
+def test_reduced_kernels_load_their_inputs_as_whole_vectors(host_has_avx2, weighted):
     """The reduced kernels' sample loop loads y, p (and the weight) 8 floats at a time. With a
     signed index counting from the block's start, numba's negative-index wraparound put a select
     on every access and LLVM assembled the vectors one lane at a time (no vector load at all):
-    5 to 10x slower in cache. Checked on the optimized LLVM IR of a freshly compiled (not
-    cached: numba cannot inspect cached code) float32 hinge kernel."""
-    import importlib.util
+    5 to 10x slower in cache. Checked on the optimized LLVM IR of a float32 hinge kernel
+    compiled in memory, without numba's cache (numba cannot inspect cached code)."""
     import re
 
-    source = runtime.kernel_source(lg.get("hinge"), "cpu", "float32").replace("cache=True", "cache=False")
-    path = tmp_path / "hinge_float32_uncached.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("hinge_float32_uncached", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from lossgen.cache import _import_in_memory
+
+    if not host_has_avx2:
+        pytest.skip("the expected vector width (8 floats) is AVX2's")
+    module = _import_in_memory("hinge_float32_uncached", runtime.kernel_source(lg.get("hinge"), "cpu", "float32"))
     kernel = module.reduced_weighted_serial if weighted else module.reduced_serial
     y = np.ones(10, np.float32)
     arrays = (y, y, y) if weighted else (y, y)

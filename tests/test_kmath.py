@@ -375,16 +375,9 @@ def test_fast_math_callers_keep_special_values():
 LIBM_NAMES = {f"{name}{suffix}" for name in FUNCTIONS for suffix in ("", "f")}
 
 
-@functools.cache
-def host_has_avx2() -> bool:
-    from llvmlite import binding
-
-    return bool(binding.get_host_cpu_features().get("avx2"))
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_the_prange_loop_is_vectorized(name, dtype):
+def test_the_prange_loop_is_vectorized(name, dtype, host_has_avx2):
     apply = mapper(name, dtype)
     evaluate(name, dtype, np.ones(4))  # compile
     signature = apply.signatures[0]
@@ -395,13 +388,13 @@ def test_the_prange_loop_is_vectorized(name, dtype):
     assert not [c for c in called if "lossgen5kmath" in c or LIBM_NAMES & set(c.split("."))], called
     # The arithmetic works on whole vectors: with AVX2, 4 doubles at a time for float64 and, for
     # float32, 8 floats widened to 8 doubles (2 registers); other CPUs have their own widths.
-    if host_has_avx2():
+    if host_has_avx2:
         vector = r"<4 x double>" if dtype == "float64" else r"<8 x (?:float|double)>"
     else:
         vector = r"<\d+ x (?:float|double)>"
     arithmetic = re.findall(rf"= (?:fadd|fsub|fmul|fdiv)[^\n]*{vector}|call[^\n]*@llvm\.fma\.v\w+\({vector}", llvm)
     assert len(arithmetic) >= 10, len(arithmetic)
-    if host_has_avx2():
+    if host_has_avx2:
         # And the machine code is made of packed AVX instructions on full 256-bit registers.
         packed = re.findall(r"\bv\w+p[sd]\s[^\n]*%ymm", apply.inspect_asm(signature))
         assert len(packed) >= 20, len(packed)
@@ -568,13 +561,13 @@ def test_binary_functions_finite_where_exp_alone_overflows(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", BINARY_FUNCTIONS)
-def test_the_binary_prange_loop_is_vectorized(name, dtype):
+def test_the_binary_prange_loop_is_vectorized(name, dtype, host_has_avx2):
     apply = binary_mapper(name, dtype)
     evaluate_binary(name, dtype, np.ones(4), np.ones(4))
     llvm = apply.inspect_llvm(apply.signatures[0])
     called = set(re.findall(r"call [^@]*@([\w.$]+)\(", llvm))
     assert not [c for c in called if "lossgen5kmath" in c or LIBM_NAMES & set(c.split("."))], called
     # float32 lanes are widened to double inside: 4 doubles (float64) or 8 (float32) with AVX2.
-    vector = r"<(?:4|8) x double>" if host_has_avx2() else r"<\d+ x double>"
+    vector = r"<(?:4|8) x double>" if host_has_avx2 else r"<\d+ x double>"
     arithmetic = re.findall(rf"= (?:fadd|fsub|fmul|fdiv)[^\n]*{vector}|call[^\n]*@llvm\.fma\.v\w+\({vector}", llvm)
     assert len(arithmetic) >= 10, len(arithmetic)
